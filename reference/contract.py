@@ -1,0 +1,626 @@
+"""The dataset contract of torchvision detection models, as code.
+
+A detection dataset returns ``(image, target)`` where ``target`` is a dict of per-instance tensors. The
+models check little of this and fail late (see ``shared/field-notes.md``); :func:`validate_sample` and
+:func:`validate_dataset` check all of it up front and report every broken rule with a stable code, the
+sample index, the field, the instance index and the offending values.
+
+Both flavours of the tutorials are accepted: the legacy one (PIL image, ``image_id`` a one-element int64
+tensor) and the current one (``tv_tensors``, ``image_id`` a Python int).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import pickle
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.ops import masks_to_boxes
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+# Every rule the validator knows, with its default severity. Codes are stable: tools and tests key on them.
+RULES: dict[str, Severity] = {
+    "IMAGE_TYPE": Severity.ERROR,
+    "IMAGE_SHAPE": Severity.ERROR,
+    "IMAGE_CHANNELS": Severity.ERROR,
+    "IMAGE_DTYPE": Severity.ERROR,
+    "IMAGE_RANGE": Severity.WARNING,  # an error in model-ready mode
+    "TARGET_TYPE": Severity.ERROR,
+    "MISSING_KEY": Severity.ERROR,
+    "UNKNOWN_KEY": Severity.WARNING,
+    "COUNT_MISMATCH": Severity.ERROR,
+    "BOXES_SHAPE": Severity.ERROR,
+    "BOXES_DTYPE": Severity.ERROR,
+    "BOXES_NONFINITE": Severity.ERROR,
+    "BOX_DEGENERATE": Severity.ERROR,
+    "BOX_OUT_OF_BOUNDS": Severity.ERROR,
+    "CANVAS_MISMATCH": Severity.ERROR,
+    "LABELS_DTYPE": Severity.ERROR,
+    "LABEL_BACKGROUND": Severity.ERROR,
+    "LABEL_NEGATIVE": Severity.ERROR,
+    "LABEL_OUT_OF_RANGE": Severity.ERROR,
+    "NEGATIVE_SAMPLE_ENCODING": Severity.ERROR,
+    "IMAGE_ID_TYPE": Severity.ERROR,
+    "IMAGE_ID_DUPLICATE": Severity.ERROR,
+    "AREA_NEGATIVE": Severity.ERROR,
+    "AREA_INCONSISTENT": Severity.WARNING,
+    "ISCROWD_VALUES": Severity.ERROR,
+    "MASKS_SHAPE": Severity.ERROR,
+    "MASKS_DTYPE": Severity.ERROR,
+    "MASKS_VALUES": Severity.ERROR,
+    "MASK_EMPTY": Severity.WARNING,
+    "MASK_BOX_MISMATCH": Severity.WARNING,
+    "KEYPOINTS_SHAPE": Severity.ERROR,
+    "KEYPOINTS_DTYPE": Severity.ERROR,
+    "KEYPOINTS_VISIBILITY": Severity.ERROR,
+    "GETITEM_FAILED": Severity.ERROR,
+    "NOT_PICKLABLE": Severity.ERROR,
+    "SIZE_MISMATCH": Severity.ERROR,
+}
+
+REQUIRED_KEYS = ("boxes", "labels", "image_id", "area", "iscrowd")
+OPTIONAL_KEYS = ("masks", "keypoints")
+KNOWN_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
+PER_INSTANCE_KEYS = ("labels", "area", "iscrowd", "masks", "keypoints")
+
+# How far (pixels) the box of a mask may sit from the given box before MASK_BOX_MISMATCH: one pixel for the
+# inclusive/exclusive corner conventions plus one for resampling.
+MASK_BOX_TOLERANCE_PX = 2.0
+# Relative slack of AREA_INCONSISTENT: areas are compared with both the box and the mask area.
+AREA_REL_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: where (sample index, field, instance) and what (message, hint)."""
+
+    code: str
+    severity: Severity
+    index: int | None
+    field: str | None
+    instance: int | None
+    message: str
+    hint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["severity"] = self.severity.value
+        return d
+
+    def __str__(self) -> str:
+        where = f"sample {self.index}" if self.index is not None else "dataset"
+        if self.field:
+            where += f", {self.field}"
+        if self.instance is not None:
+            where += f"[{self.instance}]"
+        text = f"{self.severity.value.upper()} {self.code} ({where}): {self.message}"
+        return text + (f" Hint: {self.hint}" if self.hint else "")
+
+
+@dataclass
+class Report:
+    """The result of validating a dataset: violations plus statistics; serialises to JSON."""
+
+    samples: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    statistics: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, severity: Severity) -> int:
+        return sum(v.severity is severity for v in self.violations)
+
+    @property
+    def errors(self) -> list[Violation]:
+        return [v for v in self.violations if v.severity is Severity.ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def codes(self) -> set[str]:
+        return {v.code for v in self.violations}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": {
+                "samples": self.samples,
+                "errors": self.count(Severity.ERROR),
+                "warnings": self.count(Severity.WARNING),
+                "infos": self.count(Severity.INFO),
+            },
+            "violations": [v.to_dict() for v in self.violations],
+            "statistics": self.statistics,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render_text(self, examples: int = 3) -> str:
+        """A readable summary grouped by code, with the first ``examples`` violations of each."""
+        s = self.to_dict()["summary"]
+        lines = [
+            f"{s['samples']} samples checked: {s['errors']} errors, {s['warnings']} warnings, {s['infos']} infos"
+        ]
+        by_code: dict[str, list[Violation]] = defaultdict(list)
+        for v in self.violations:
+            by_code[v.code].append(v)
+        for code, items in sorted(by_code.items(), key=lambda kv: (kv[1][0].severity != Severity.ERROR, kv[0])):
+            lines.append(f"{code} [{items[0].severity.value}] x{len(items)}")
+            for v in items[:examples]:
+                lines.append(f"  - {v}")
+            if len(items) > examples:
+                lines.append(f"  ... and {len(items) - examples} more")
+        st = self.statistics
+        if st:
+            lines.append(
+                f"instances per class: {st.get('instances_per_class')}; empty images: {st.get('empty_images')}; "
+                f"box sizes (COCO buckets): {st.get('box_size_buckets')}"
+            )
+        return "\n".join(lines)
+
+
+class _Collector:
+    """Builds violations for one sample; keeps the validator functions short."""
+
+    def __init__(self, index: int | None, model_ready: bool):
+        self.index = index
+        self.model_ready = model_ready
+        self.items: list[Violation] = []
+
+    def add(self, code: str, field_: str | None, message: str, *, instance: int | None = None,
+            hint: str | None = None, severity: Severity | None = None) -> None:
+        sev = severity or RULES[code]
+        self.items.append(Violation(code, sev, self.index, field_, instance, message, hint))
+
+
+def _fmt(t: torch.Tensor) -> str:
+    return str([round(float(x), 3) for x in t.flatten().tolist()])
+
+
+def image_size(image: Any) -> tuple[int, int] | None:
+    """(height, width) of a PIL image or a [..., H, W] tensor, None when it cannot be told."""
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    if isinstance(image, torch.Tensor) and image.ndim >= 2:
+        return int(image.shape[-2]), int(image.shape[-1])
+    return None
+
+
+def _check_image(image: Any, c: _Collector) -> tuple[int, int] | None:
+    if isinstance(image, Image.Image):
+        if image.mode != "RGB":
+            c.add("IMAGE_CHANNELS", "image", f"PIL image has mode {image.mode!r}, expected 'RGB'",
+                  hint="call .convert('RGB') when loading (RGBA and grayscale files are common)")
+        if c.model_ready:
+            c.add("IMAGE_TYPE", "image", "a PIL image reaches the model; it needs a float tensor [3, H, W]",
+                  hint="add PILToTensor + ToDtype(torch.float, scale=True) to the transforms")
+        return image.height, image.width
+    if not isinstance(image, torch.Tensor):
+        c.add("IMAGE_TYPE", "image", f"image is a {type(image).__name__}, expected a PIL image or a tensor",
+              hint="numpy arrays must be converted, e.g. torch.from_numpy(a).permute(2, 0, 1)")
+        return None
+    if image.ndim != 3:
+        c.add("IMAGE_SHAPE", "image", f"image tensor has shape {list(image.shape)}, expected [3, H, W]",
+              hint="drop the batch dimension; the model batches a list of images itself" if image.ndim == 4
+              else None)
+        return None
+    if image.shape[0] != 3:
+        hint = None
+        if image.shape[-1] in (1, 3, 4) and image.shape[0] > 4:
+            hint = "looks channels-last [H, W, C]; use .permute(2, 0, 1)"
+        elif image.shape[0] in (1, 4):
+            hint = "grayscale or RGBA source file; convert to RGB when loading"
+        c.add("IMAGE_CHANNELS", "image", f"image tensor has {image.shape[0]} channels (shape "
+              f"{list(image.shape)}), expected 3", hint=hint)
+    if image.dtype == torch.uint8:
+        if c.model_ready:
+            c.add("IMAGE_DTYPE", "image", "uint8 image reaches the model, which expects float in [0, 1]",
+                  hint="add ToDtype(torch.float, scale=True) (or ConvertImageDtype(torch.float))")
+    elif not image.is_floating_point():
+        c.add("IMAGE_DTYPE", "image", f"image dtype is {image.dtype}, expected uint8 or a float type")
+    else:
+        if image.numel():
+            lo, hi = float(image.min()), float(image.max())
+            if not (torch.isfinite(torch.tensor([lo, hi])).all()):
+                c.add("IMAGE_RANGE", "image", "image holds NaN or inf values", severity=Severity.ERROR)
+            elif lo < 0.0 or hi > 1.0:
+                hint = ("values look like 0-255 in a float tensor; use ToDtype(torch.float, scale=True)"
+                        if hi > 1.0 and hi <= 255.0 else "models normalise internally; pass values in [0, 1]")
+                c.add("IMAGE_RANGE", "image", f"float image values span [{lo:.3f}, {hi:.3f}], expected [0, 1]",
+                      hint=hint, severity=Severity.ERROR if c.model_ready else Severity.WARNING)
+    return int(image.shape[-2]), int(image.shape[-1])
+
+
+def _check_keys(target: Mapping, c: _Collector, with_masks: bool | None) -> None:
+    keys = set(target.keys())
+    for k in REQUIRED_KEYS + (("masks",) if with_masks else ()):
+        if k not in keys:
+            close = difflib.get_close_matches(k, [str(x) for x in keys - set(KNOWN_KEYS)], n=1)
+            c.add("MISSING_KEY", k, f"target has no {k!r} key (keys: {sorted(map(str, keys))})",
+                  hint=f"{close[0]!r} looks like a misspelling of {k!r}" if close else None)
+    for k in keys - set(KNOWN_KEYS):
+        close = difflib.get_close_matches(str(k), KNOWN_KEYS, n=1)
+        c.add("UNKNOWN_KEY", str(k), f"target has an unknown key {k!r}; models and transforms ignore it",
+              hint=f"did you mean {close[0]!r}?" if close else None)
+
+
+def _xywh_hint(box: torch.Tensor, size: tuple[int, int] | None) -> str | None:
+    x, y, w, h = box.tolist()
+    if w > 0 and h > 0 and (size is None or (x + w <= size[1] + 1 and y + h <= size[0] + 1)):
+        return (f"read as [x, y, w, h] this is a valid box ([{x:g}, {y:g}, {x + w:g}, {y + h:g}] in XYXY); "
+                "convert with torchvision.ops.box_convert(boxes, 'xywh', 'xyxy')")
+    return None
+
+
+def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -> int | None:
+    """Checks ``boxes`` and returns N, the instance count every per-instance field must share."""
+    boxes = target.get("boxes")
+    if boxes is None:
+        return None
+    if not isinstance(boxes, torch.Tensor):
+        c.add("BOXES_SHAPE", "boxes", f"boxes is a {type(boxes).__name__}, expected a tensor [N, 4]")
+        return None
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        hint = ("an image without objects needs boxes of shape [0, 4]: torch.zeros((0, 4))"
+                if boxes.numel() == 0 else None)
+        c.add("BOXES_SHAPE", "boxes", f"boxes has shape {list(boxes.shape)}, expected [N, 4]", hint=hint)
+        return None
+    n = int(boxes.shape[0])
+    if not boxes.is_floating_point():
+        c.add("BOXES_DTYPE", "boxes", f"boxes dtype is {boxes.dtype}, expected a float type",
+              hint="use torch.as_tensor(boxes, dtype=torch.float32)")
+    if isinstance(boxes, tv_tensors.BoundingBoxes):
+        if boxes.format != tv_tensors.BoundingBoxFormat.XYXY:
+            c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes format is {boxes.format.name}, expected XYXY",
+                  hint="convert with torchvision.transforms.v2.ConvertBoundingBoxFormat('XYXY')")
+        if size is not None and tuple(boxes.canvas_size) != tuple(size):
+            c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes canvas_size {tuple(boxes.canvas_size)} differs "
+                  f"from the image size (H, W) = {size}")
+    labels = target.get("labels")
+    if n == 1 and isinstance(labels, torch.Tensor) and labels.numel() == 1 and int(labels.flatten()[0]) == 0 \
+            and bool((boxes == 0).all()):
+        c.add("NEGATIVE_SAMPLE_ENCODING", "boxes", "an image without objects is encoded as one zero box with "
+              "label 0", instance=0, hint="use boxes of shape [0, 4] and labels of shape [0]")
+        return None
+    b = boxes.as_subclass(torch.Tensor).double()
+    finite = torch.isfinite(b).all(dim=1)
+    for i in torch.nonzero(~finite).flatten().tolist():
+        c.add("BOXES_NONFINITE", "boxes", f"box {_fmt(b[i])} has a NaN or inf coordinate", instance=i)
+    degenerate = finite & ((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))
+    for i in torch.nonzero(degenerate).flatten().tolist():
+        c.add("BOX_DEGENERATE", "boxes", f"box {_fmt(b[i])} has x2 <= x1 or y2 <= y1 (XYXY needs positive "
+              "width and height)", instance=i, hint=_xywh_hint(b[i], size))
+    if size is not None:
+        h, w = size
+        outside = finite & ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h))
+        for i in torch.nonzero(outside).flatten().tolist():
+            hint = _xywh_hint(b[i], size) if bool(degenerate[i]) else None
+            c.add("BOX_OUT_OF_BOUNDS", "boxes", f"box {_fmt(b[i])} leaves the image [0, {w}] x [0, {h}]",
+                  instance=i, hint=hint or "clamp with torchvision.ops.clip_boxes_to_image or fix the source")
+    return n
+
+
+def _check_counts(target: Mapping, n: int, c: _Collector) -> set[str]:
+    """Fields whose first dimension differs from N; they are skipped by the value checks."""
+    bad = set()
+    for k in PER_INSTANCE_KEYS:
+        v = target.get(k)
+        if isinstance(v, torch.Tensor) and (v.ndim == 0 or v.shape[0] != n):
+            shape = list(v.shape)
+            c.add("COUNT_MISMATCH", k, f"{k} has shape {shape} but boxes has {n} instances",
+                  hint="a transform filtered boxes but not this field (e.g. SanitizeBoundingBoxes without "
+                  "labels_getter covering it)" if k in ("area", "iscrowd") else None)
+            bad.add(k)
+    return bad
+
+
+def _check_labels(labels: Any, c: _Collector, num_classes: int | None) -> None:
+    if not isinstance(labels, torch.Tensor):
+        c.add("LABELS_DTYPE", "labels", f"labels is a {type(labels).__name__}, expected an int64 tensor [N]")
+        return
+    if labels.dtype != torch.int64:
+        c.add("LABELS_DTYPE", "labels", f"labels dtype is {labels.dtype}, expected torch.int64",
+              hint="torch.as_tensor(labels, dtype=torch.int64)")
+        if labels.is_floating_point():
+            return
+    if labels.ndim != 1:
+        c.add("COUNT_MISMATCH", "labels", f"labels has shape {list(labels.shape)}, expected [N]")
+        return
+    for i in torch.nonzero(labels == 0).flatten().tolist():
+        c.add("LABEL_BACKGROUND", "labels", "label 0 is reserved for background but marks an object",
+              instance=i, hint="number classes from 1; num_classes counts the background too")
+    for i in torch.nonzero(labels < 0).flatten().tolist():
+        c.add("LABEL_NEGATIVE", "labels", f"label {int(labels[i])} is negative", instance=i)
+    if num_classes is not None:
+        for i in torch.nonzero(labels >= num_classes).flatten().tolist():
+            c.add("LABEL_OUT_OF_RANGE", "labels", f"label {int(labels[i])} does not fit a head of num_classes="
+                  f"{num_classes} (valid 1..{num_classes - 1})", instance=i,
+                  hint="num_classes must include the background class")
+
+
+def _check_image_id(image_id: Any, c: _Collector) -> int | None:
+    if isinstance(image_id, bool):
+        pass
+    elif isinstance(image_id, int):
+        return image_id
+    elif isinstance(image_id, torch.Tensor) and image_id.numel() == 1 and not image_id.is_floating_point() \
+            and image_id.dtype != torch.bool:
+        return int(image_id.item())
+    c.add("IMAGE_ID_TYPE", "image_id", f"image_id is {image_id!r} ({type(image_id).__name__}); expected an "
+          "int or a one-element integer tensor")
+    return None
+
+
+def _check_area(target: Mapping, boxes: torch.Tensor | None, masks: torch.Tensor | None, c: _Collector) -> None:
+    area = target.get("area")
+    if not isinstance(area, torch.Tensor):
+        c.add("AREA_NEGATIVE", "area", f"area is a {type(area).__name__}, expected a float tensor [N]")
+        return
+    a = area.double().flatten()
+    for i in torch.nonzero(~torch.isfinite(a) | (a < 0)).flatten().tolist():
+        c.add("AREA_NEGATIVE", "area", f"area {float(a[i])} is negative or not finite", instance=i)
+    if boxes is None or not a.numel():
+        return
+    b = boxes.as_subclass(torch.Tensor).double()
+    box_area = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    slack = AREA_REL_TOLERANCE * box_area + 1.0
+    ok = (a - box_area).abs() <= slack
+    if masks is not None:
+        mask_area = masks.flatten(1).sum(1).double()
+        ok |= (a - mask_area).abs() <= AREA_REL_TOLERANCE * mask_area + 1.0
+        # a valid COCO area never exceeds the box; keep the check loose for transforms that resample masks
+    for i in torch.nonzero(~ok & torch.isfinite(a) & (a >= 0)).flatten().tolist():
+        c.add("AREA_INCONSISTENT", "area", f"area {float(a[i]):.1f} matches neither the box area "
+              f"{float(box_area[i]):.1f}" + (" nor the mask area" if masks is not None else ""), instance=i,
+              hint="area drives COCO's small/medium/large buckets; recompute it after resizing")
+
+
+def _check_iscrowd(iscrowd: Any, c: _Collector) -> None:
+    if not isinstance(iscrowd, torch.Tensor):
+        c.add("ISCROWD_VALUES", "iscrowd", f"iscrowd is a {type(iscrowd).__name__}, expected a tensor [N]")
+        return
+    bad = (iscrowd != 0) & (iscrowd != 1)
+    for i in torch.nonzero(bad.flatten()).flatten().tolist():
+        c.add("ISCROWD_VALUES", "iscrowd", f"iscrowd {float(iscrowd.flatten()[i]):g} is not 0 or 1", instance=i)
+
+
+def _check_masks(masks: Any, size: tuple[int, int] | None, boxes: torch.Tensor | None, c: _Collector) -> bool:
+    """Returns True when the masks are well-formed enough for the consistency checks."""
+    if not isinstance(masks, torch.Tensor):
+        c.add("MASKS_DTYPE", "masks", f"masks is a {type(masks).__name__}, expected a uint8 tensor [N, H, W]")
+        return False
+    if masks.ndim != 3 or (size is not None and tuple(masks.shape[-2:]) != tuple(size)):
+        c.add("MASKS_SHAPE", "masks", f"masks has shape {list(masks.shape)}, expected [N, H, W] with "
+              f"(H, W) = {size}", hint="masks must follow every resize and crop of the image")
+        return False
+    if masks.dtype != torch.uint8:
+        hint = "bool masks break the RLE encoder in evaluation; use masks.to(torch.uint8)" \
+            if masks.dtype == torch.bool else "use uint8 masks with values 0 and 1"
+        c.add("MASKS_DTYPE", "masks", f"masks dtype is {masks.dtype}, expected torch.uint8", hint=hint)
+    m = masks.as_subclass(torch.Tensor)
+    if m.dtype != torch.bool and m.numel() and bool(((m != 0) & (m != 1)).any()):
+        vals = torch.unique(m)[:6]
+        c.add("MASKS_VALUES", "masks", f"masks hold values {_fmt(vals)}, expected only 0 and 1",
+              hint="a 0/255 mask: divide by 255 or compare with > 0" if float(vals.max()) == 255 else
+              "an instance-id map must be split into one binary mask per instance")
+        return False
+    nonempty = m.flatten(1).bool().any(dim=1) if m.numel() else torch.zeros(m.shape[0], dtype=torch.bool)
+    for i in torch.nonzero(~nonempty).flatten().tolist():
+        c.add("MASK_EMPTY", "masks", "instance mask has no foreground pixel", instance=i,
+              hint="the object was cropped away; SanitizeBoundingBoxes or a filter should drop it")
+    if boxes is not None and bool(nonempty.any()):
+        idx = torch.nonzero(nonempty).flatten()
+        mb = masks_to_boxes(m[idx].bool()).double()
+        mb[:, 2:] += 1.0  # masks_to_boxes gives the last pixel's index; boxes usually end one past it
+        b = boxes.as_subclass(torch.Tensor).double()[idx]
+        diff = (mb - b).abs().amax(dim=1)
+        for j in torch.nonzero(diff > MASK_BOX_TOLERANCE_PX).flatten().tolist():
+            i = int(idx[j])
+            c.add("MASK_BOX_MISMATCH", "masks", f"box {_fmt(b[j])} differs from its mask's box {_fmt(mb[j])} "
+                  f"by {float(diff[j]):.1f} px", instance=i,
+                  hint="boxes not moved by a transform (plain tensors instead of tv_tensors.BoundingBoxes?)")
+    return True
+
+
+def _check_keypoints(kp: Any, c: _Collector, num_keypoints: int | None) -> None:
+    if not isinstance(kp, torch.Tensor):
+        c.add("KEYPOINTS_DTYPE", "keypoints", f"keypoints is a {type(kp).__name__}, expected a float tensor")
+        return
+    if kp.ndim != 3 or kp.shape[-1] != 3 or (num_keypoints is not None and kp.shape[1] != num_keypoints):
+        want = f"[N, {num_keypoints if num_keypoints is not None else 'K'}, 3]"
+        c.add("KEYPOINTS_SHAPE", "keypoints", f"keypoints has shape {list(kp.shape)}, expected {want}",
+              hint="the third column is visibility (0 absent, 1 occluded, 2 visible)"
+              if kp.ndim == 3 and kp.shape[-1] == 2 else None)
+        return
+    if not kp.is_floating_point():
+        c.add("KEYPOINTS_DTYPE", "keypoints", f"keypoints dtype is {kp.dtype}, expected a float type")
+    vis = kp[..., 2].double()
+    bad = (vis != 0) & (vis != 1) & (vis != 2)
+    for i in sorted({int(i) for i in torch.nonzero(bad)[:, 0].tolist()}):
+        c.add("KEYPOINTS_VISIBILITY", "keypoints", f"visibility values {_fmt(vis[i])} outside {{0, 1, 2}}",
+              instance=i)
+
+
+def validate_sample(image: Any, target: Any, *, index: int | None = None, num_classes: int | None = None,
+                    num_keypoints: int | None = None, model_ready: bool = False,
+                    require_masks: bool | None = None) -> list[Violation]:
+    """Check one ``(image, target)`` pair against the contract.
+
+    ``model_ready`` checks what reaches the model (float image in [0, 1]) rather than what a dataset may
+    return. ``num_classes`` (background included) and ``num_keypoints`` check fit with a model's heads.
+    Never raises for malformed input: every problem becomes a :class:`Violation`.
+    """
+    c = _Collector(index, model_ready)
+    size = _check_image(image, c)
+    if not isinstance(target, Mapping):
+        c.add("TARGET_TYPE", "target", f"target is a {type(target).__name__}, expected a dict of tensors")
+        return c.items
+    _check_keys(target, c, require_masks)
+    n = _check_boxes(target, size, c)
+    boxes = target.get("boxes") if n is not None else None
+    bad_count = _check_counts(target, n, c) if n is not None else set()
+    if "labels" in target and "labels" not in bad_count:
+        _check_labels(target["labels"], c, num_classes)
+    if "image_id" in target:
+        _check_image_id(target["image_id"], c)
+    if "iscrowd" in target and "iscrowd" not in bad_count:
+        _check_iscrowd(target["iscrowd"], c)
+    masks = None  # well-formed masks only, for the area check
+    if "masks" in target and "masks" not in bad_count:
+        if _check_masks(target["masks"], size, boxes, c):
+            masks = target["masks"].as_subclass(torch.Tensor)
+    if "area" in target and "area" not in bad_count:
+        _check_area(target, boxes, masks, c)
+    if "keypoints" in target and "keypoints" not in bad_count:
+        _check_keypoints(target["keypoints"], c, num_keypoints)
+    return c.items
+
+
+def image_id_of(target: Any) -> int | None:
+    """The image id as an int, for either flavour; None when it has neither form."""
+    if not isinstance(target, Mapping):
+        return None
+    v = target.get("image_id")
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point():
+        return int(v.item())
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    return None
+
+
+@dataclass
+class _Stats:
+    per_class: Counter = field(default_factory=Counter)
+    boxes_per_image: Counter = field(default_factory=Counter)
+    size_buckets: Counter = field(default_factory=Counter)
+    empty: int = 0
+    heights: list[int] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)
+
+    def add(self, image: Any, target: Any) -> None:
+        size = image_size(image)
+        if size:
+            self.heights.append(size[0])
+            self.widths.append(size[1])
+        if not isinstance(target, Mapping):
+            return
+        labels, boxes = target.get("labels"), target.get("boxes")
+        if isinstance(labels, torch.Tensor) and labels.ndim == 1 and not labels.is_floating_point():
+            self.per_class.update(str(x) for x in labels.tolist())
+        if isinstance(boxes, torch.Tensor) and boxes.ndim == 2 and boxes.shape[-1] == 4:
+            n = int(boxes.shape[0])
+            self.boxes_per_image[str(n)] += 1
+            self.empty += n == 0
+            b = boxes.as_subclass(torch.Tensor).double()
+            areas = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).tolist()
+            for a in areas:  # COCO's buckets: small < 32^2 <= medium < 96^2 <= large
+                self.size_buckets["small" if a < 32**2 else "medium" if a < 96**2 else "large"] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instances_per_class": dict(sorted(self.per_class.items(), key=lambda kv: int(kv[0]))),
+            "boxes_per_image": dict(sorted(self.boxes_per_image.items(), key=lambda kv: int(kv[0]))),
+            "box_size_buckets": {k: self.size_buckets.get(k, 0) for k in ("small", "medium", "large")},
+            "empty_images": self.empty,
+            "image_height_range": [min(self.heights), max(self.heights)] if self.heights else None,
+            "image_width_range": [min(self.widths), max(self.widths)] if self.widths else None,
+        }
+
+
+def check_picklable(dataset: Any) -> list[Violation]:
+    """NOT_PICKLABLE when the dataset cannot be sent to DataLoader workers (spawn start method)."""
+    try:
+        pickle.dumps(dataset)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the finding
+        return [Violation("NOT_PICKLABLE", Severity.ERROR, None, "dataset",
+                          None, f"pickling the dataset failed: {type(exc).__name__}: {exc}",
+                          "define the class and its transforms at module level, not in __main__ or a lambda")]
+    return []
+
+
+def _check_size_hint(dataset: Any, i: int, image: Any) -> list[Violation]:
+    getter = getattr(dataset, "get_height_and_width", None)
+    size = image_size(image)
+    if getter is None or size is None:
+        return []
+    try:
+        claimed = tuple(int(x) for x in getter(i))
+    except Exception as exc:  # noqa: BLE001
+        return [Violation("SIZE_MISMATCH", Severity.ERROR, i, "get_height_and_width", None,
+                          f"get_height_and_width({i}) raised {type(exc).__name__}: {exc}")]
+    if claimed != size:
+        return [Violation("SIZE_MISMATCH", Severity.ERROR, i, "get_height_and_width", None,
+                          f"get_height_and_width({i}) says (H, W) = {claimed} but the image is {size}",
+                          "aspect-ratio grouping uses this method; it must return (height, width)")]
+    return []
+
+
+def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoints: int | None = None,
+                     max_samples: int | None = None, model_ready: bool = False,
+                     check_pickle: bool = True, progress: Iterable[int] | None = None) -> Report:
+    """Validate every sample (or the first ``max_samples``) plus the dataset-wide rules.
+
+    Dataset-wide rules: unique ``image_id`` (IMAGE_ID_DUPLICATE), ``get_height_and_width`` agreeing with the
+    image (SIZE_MISMATCH), picklability (NOT_PICKLABLE), a consistent ``image_id`` flavour. A sample whose
+    ``__getitem__`` raises is reported as GETITEM_FAILED and validation goes on.
+    """
+    total = len(dataset)
+    count = total if max_samples is None else min(total, max_samples)
+    report = Report()
+    stats = _Stats()
+    seen_ids: dict[int, int] = {}
+    flavours: dict[str, int] = {}
+    masks_seen: bool | None = None
+    indices = progress if progress is not None else range(count)
+    if check_pickle:
+        report.violations += check_picklable(dataset)
+    for i in indices:
+        report.samples += 1
+        try:
+            sample = dataset[i]
+        except Exception as exc:  # noqa: BLE001 - report and go on with the next sample
+            report.violations.append(Violation("GETITEM_FAILED", Severity.ERROR, i, None, None,
+                                               f"dataset[{i}] raised {type(exc).__name__}: {exc}"))
+            continue
+        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+            report.violations.append(Violation("TARGET_TYPE", Severity.ERROR, i, None, None,
+                                               f"dataset[{i}] returned a {type(sample).__name__}, expected "
+                                               "a pair (image, target)"))
+            continue
+        image, target = sample
+        if masks_seen is None and isinstance(target, Mapping):
+            masks_seen = "masks" in target
+        report.violations += validate_sample(image, target, index=i, num_classes=num_classes,
+                                             num_keypoints=num_keypoints, model_ready=model_ready,
+                                             require_masks=masks_seen)
+        report.violations += _check_size_hint(dataset, i, image)
+        stats.add(image, target)
+        iid = image_id_of(target)
+        if iid is not None:
+            flavours.setdefault(type(target["image_id"]).__name__, i)
+            if iid in seen_ids:
+                report.violations.append(Violation(
+                    "IMAGE_ID_DUPLICATE", Severity.ERROR, i, "image_id", None,
+                    f"image_id {iid} already used by sample {seen_ids[iid]}",
+                    "evaluation keys predictions by image_id; derive it from the index"))
+            else:
+                seen_ids[iid] = i
+    if len(flavours) > 1:
+        first = ", ".join(f"{k} (first at sample {v})" for k, v in flavours.items())
+        report.violations.append(Violation("IMAGE_ID_TYPE", Severity.WARNING, None, "image_id", None,
+                                           f"image_id mixes types across the dataset: {first}",
+                                           "pick one flavour; evaluation code compares ids as given"))
+    report.statistics = {"dataset_length": total, **stats.to_dict()}
+    return report

@@ -1,0 +1,83 @@
+"""What the on-disk datasets share: safe paths, image reading with file-naming errors, boxes from masks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.ops import masks_to_boxes
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A dataset folder breaks its layout; the message names the file and the rule."""
+
+
+def safe_join(root: Path, relative: str, *, what: str) -> Path:
+    """``root / relative``, refusing a path that leaves ``root`` (``..``, absolute paths, links out)."""
+    root = root.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise DatasetError(f"{what}: path {relative!r} points outside the dataset root {root}; refused")
+    return candidate
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """Decode an image file to a uint8 [3, H, W] tensor; grayscale and RGBA sources become RGB."""
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+    except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
+        raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def read_label_map(path: Path) -> torch.Tensor:
+    """Decode a single-channel mask PNG (grayscale or palette) to a uint8 [H, W] tensor of ids."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16", "1"):
+                raise DatasetError(f"{path}: mask has mode {im.mode!r}; expected a single-channel id map")
+            return torch.from_numpy(np.array(im, dtype=np.int64))
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"{path}: cannot decode mask ({type(exc).__name__}: {exc})") from exc
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header; PIL opens lazily, so no pixel is decoded."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
+
+
+def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """XYXY boxes of binary masks [N, H, W] and the instances whose box had to be widened.
+
+    ``torchvision.ops.masks_to_boxes`` (the tutorials' convention) gives the last pixel's index as x2, y2, so
+    an instance one pixel wide or tall gets a zero-size box that the model rejects. With ``exclusive=False``
+    such a side is widened by one pixel and its index returned, so callers can count it; ``exclusive=True``
+    uses last index + 1 everywhere (the COCO convention), where no box is degenerate.
+    """
+    if masks.shape[0] == 0:
+        return torch.zeros((0, 4), dtype=torch.float32), []
+    boxes = masks_to_boxes(masks.bool()).to(torch.float32)
+    if exclusive:
+        boxes[:, 2:] += 1.0
+        return boxes, []
+    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    widened = torch.nonzero(flat).flatten().tolist()
+    if widened:
+        boxes[flat, 2] = torch.maximum(boxes[flat, 2], boxes[flat, 0] + 1.0)
+        boxes[flat, 3] = torch.maximum(boxes[flat, 3], boxes[flat, 1] + 1.0)
+    return boxes, widened
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 2] - boxes[:, 0])

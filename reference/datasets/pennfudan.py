@@ -1,0 +1,170 @@
+"""The Penn-Fudan pedestrian layout: ``PNGImages/*.png`` plus ``PedMasks/*_mask.png`` instance-id maps.
+
+``flavour="v2"`` returns what the current tutorial (torchvision >= 0.16) returns: a ``tv_tensors.Image``,
+``BoundingBoxes`` with ``canvas_size``, ``Mask``, an int ``image_id``. ``flavour="legacy"`` returns what the
+older tutorial returns: a PIL RGB image and ``image_id`` as a one-element int64 tensor. Both use the
+tutorials' conventions: sorted file lists, instances from the sorted unique ids of the mask (0 is
+background), boxes from ``masks_to_boxes`` (x2, y2 = the last pixel's index), box area, ``iscrowd`` zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from .common import DatasetError, box_area, boxes_from_masks, header_size, read_label_map, read_rgb
+
+log = logging.getLogger(__name__)
+
+URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
+ARCHIVE_NAME = "PennFudanPed.zip"
+# What the official archive holds; checked after extraction since no checksum is published with it.
+EXPECTED_IMAGES = 170
+
+
+class PennFudanDataset(Dataset):
+    """Penn-Fudan layout reader; see the module docstring for the two flavours.
+
+    ``exclusive_boxes=True`` gives x2, y2 = last index + 1 (no instance can get a zero-size box). With the
+    default tutorial convention an instance one pixel wide or tall would get a degenerate box; that side is
+    widened by one pixel instead, and ``widened`` records ``(index, instance)`` for each such case.
+    """
+
+    def __init__(self, root: str | Path, transforms: Callable | None = None,
+                 flavour: Literal["v2", "legacy"] = "v2", exclusive_boxes: bool = False):
+        if flavour not in ("v2", "legacy"):
+            raise ValueError(f"flavour must be 'v2' or 'legacy', not {flavour!r}")
+        self.root = Path(root)
+        self.transforms = transforms
+        self.flavour = flavour
+        self.exclusive_boxes = exclusive_boxes
+        self.widened: list[tuple[int, int]] = []
+        self.images, self.masks = _pair_files(self.root)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get_height_and_width(self, idx: int) -> tuple[int, int]:
+        """Size from the PNG header, without decoding pixels (used for aspect-ratio grouping)."""
+        return header_size(self.images[idx])
+
+    def load_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
+        """The annotations of sample ``idx`` and the image size, decoding only the mask file."""
+        ids = read_label_map(self.masks[idx])
+        obj_ids = torch.unique(ids)
+        obj_ids = obj_ids[obj_ids != 0]
+        masks = (ids[None] == obj_ids[:, None, None]).to(torch.uint8)
+        boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
+        for k in widened:
+            log.warning("%s: instance %d is one pixel wide or tall; its box was widened by one pixel",
+                        self.masks[idx], k)
+            self.widened.append((idx, k))
+        n = len(obj_ids)
+        target = {
+            "boxes": boxes,
+            "labels": torch.ones((n,), dtype=torch.int64),
+            "masks": masks,
+            "image_id": idx,
+            "area": box_area(boxes),
+            "iscrowd": torch.zeros((n,), dtype=torch.int64),
+        }
+        return (int(ids.shape[0]), int(ids.shape[1])), target
+
+    def __getitem__(self, idx: int):
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} samples")
+        mask_size, target = self.load_target(idx)
+        if self.flavour == "legacy":
+            try:
+                with Image.open(self.images[idx]) as im:
+                    img: Any = im.convert("RGB")
+            except Exception as exc:  # noqa: BLE001
+                raise DatasetError(f"{self.images[idx]}: cannot decode image ({exc})") from exc
+            size = (img.height, img.width)
+        else:
+            img = tv_tensors.Image(read_rgb(self.images[idx]))
+            size = tuple(img.shape[-2:])
+        if size != mask_size:
+            raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
+                               f"{self.images[idx].name} {size}")
+        if self.flavour == "legacy":
+            target["image_id"] = torch.tensor([idx])
+        else:
+            target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=size)
+            target["masks"] = tv_tensors.Mask(target["masks"])
+        if self.transforms is not None:
+            img, target = self.transforms(img, target)
+        return img, target
+
+
+def _pair_files(root: Path) -> tuple[list[Path], list[Path]]:
+    img_dir, mask_dir = root / "PNGImages", root / "PedMasks"
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise DatasetError(f"{root}: not a PennFudan folder ({d.name}/ is missing)")
+    images = sorted(p for p in img_dir.iterdir() if p.is_file())
+    masks = sorted(p for p in mask_dir.iterdir() if p.is_file())
+    by_stem = {p.name.removesuffix("_mask.png"): p for p in masks}
+    missing = [p.name for p in images if p.stem not in by_stem]
+    orphans = sorted(set(by_stem) - {p.stem for p in images})
+    if missing or orphans:
+        raise DatasetError(
+            f"{root}: {len(images)} images and {len(masks)} masks do not pair up"
+            + (f"; no mask for {missing[:5]}" if missing else "")
+            + (f"; no image for masks {orphans[:5]}" if orphans else "")
+            + " (each PNGImages/NAME.png needs PedMasks/NAME_mask.png)")
+    return images, [by_stem[p.stem] for p in images]
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    dest = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.infolist():
+            target = (dest / member.filename).resolve()
+            if not target.is_relative_to(dest):
+                raise DatasetError(f"{archive}: entry {member.filename!r} would extract outside {dest}; refused")
+        zf.extractall(dest)
+
+
+def download(root: str | Path, *, sha256: str | None = None, timeout: float = 10.0) -> Path:
+    """Fetch (unless ``root/PennFudanPed.zip`` is already there), verify and extract the real archive.
+
+    Returns the extracted ``PennFudanPed`` folder. Without network access it fails at once with the place to
+    put the archive by hand. ``sha256``, when given, must match the archive; the extracted folder is always
+    checked for the 170 image/mask pairs of the official release.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / ARCHIVE_NAME
+    if not archive.exists():
+        partial = archive.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(URL, timeout=timeout) as r, open(partial, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            partial.unlink(missing_ok=True)
+            raise DatasetError(f"cannot download {URL} ({exc}); offline machines: download it elsewhere and "
+                               f"place it at {archive}") from exc
+        partial.replace(archive)
+    if sha256 is not None:
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise DatasetError(f"{archive}: sha256 {digest} differs from the expected {sha256}")
+    _safe_extract(archive, root)
+    folder = root / "PennFudanPed"
+    images, _ = _pair_files(folder)
+    if len(images) != EXPECTED_IMAGES:
+        raise DatasetError(f"{folder}: {len(images)} image/mask pairs, the official release has "
+                           f"{EXPECTED_IMAGES}")
+    return folder
