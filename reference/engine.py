@@ -1,0 +1,151 @@
+"""``train_one_epoch`` and ``evaluate``, conformant with torchvision's ``references/detection/engine.py``.
+
+Kept exactly: the epoch-0 ``LinearLR`` warmup (start factor 1/1000 over ``min(1000, len - 1)`` iterations,
+stepped after each optimizer step), the unreduced backward, the loss dict averaged across processes for
+logging, the meter order (``lr``, ``loss``, then the model's loss keys) and the log line format.
+
+Changed on purpose: a non-finite loss raises :class:`NonFiniteLossError` (naming the values and the batch's
+image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads and
+keeps torch's thread count unless asked (see :mod:`reference.coco_eval`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from . import distributed
+from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
+from .contract import image_id_of
+from .metric_logger import MetricLogger, SmoothedValue
+from .models import iou_types
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; raised before any backward pass or optimizer step of that batch."""
+
+    def __init__(self, epoch: int, iteration: int, losses: dict[str, float], image_ids: list):
+        self.epoch, self.iteration, self.losses, self.image_ids = epoch, iteration, losses, image_ids
+        values = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        super().__init__(f"Loss is {sum(losses.values())}, stopping training (epoch {epoch}, iteration "
+                         f"{iteration}, image ids {image_ids}): {values}")
+
+
+@dataclass
+class EpochLog:
+    """What one epoch recorded: per-iteration losses and learning rates, and the meters' averages."""
+
+    iterations: list[dict[str, float]] = field(default_factory=list)
+    averages: dict[str, float] = field(default_factory=dict)
+
+
+def to_device(images: Sequence[torch.Tensor], targets: Sequence[dict], device: torch.device):
+    """Images and tensor-valued target fields to ``device``; other values (an int image_id) left alone."""
+    images = [img.to(device) for img in images]
+    targets = [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def warmup_scheduler(optimizer: torch.optim.Optimizer, iterations: int):
+    """The references' epoch-0 warmup: LinearLR from 1/1000 over ``min(1000, iterations - 1)`` steps."""
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / 1000,
+                                             total_iters=min(1000, iterations - 1))
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Iterable,
+                    device: torch.device | str, epoch: int, print_freq: int = 10,
+                    scaler: torch.amp.GradScaler | None = None) -> EpochLog:
+    """One pass over ``data_loader``; see the module docstring for what matches the references."""
+    device = torch.device(device)
+    model.train()
+    meters = MetricLogger(log)
+    meters.add_meter("lr", SmoothedValue(window_size=1, fmt="{value:.6f}"))
+    header = f"Epoch: [{epoch}]"
+    scheduler = warmup_scheduler(optimizer, len(data_loader)) if epoch == 0 else None  # type: ignore[arg-type]
+    record = EpochLog()
+    for it, (images, targets) in enumerate(meters.log_every(data_loader, print_freq, header)):
+        images, targets = to_device(images, targets, device)
+        with torch.autocast(device_type=device.type, enabled=scaler is not None):
+            loss_dict = model(images, targets)
+            losses = sum(loss for loss in loss_dict.values())
+        reduced = distributed.reduce_dict(loss_dict)
+        total = sum(v for v in reduced.values())
+        loss_value = float(total.item())
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(epoch, it, {k: float(v) for k, v in reduced.items()},
+                                     [image_id_of(t) for t in targets])
+        optimizer.zero_grad()
+        if scaler is not None:
+            scaler.scale(losses).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            losses.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        meters.update(loss=total, **reduced)
+        lr = optimizer.param_groups[0]["lr"]
+        meters.update(lr=lr)
+        record.iterations.append({"loss": loss_value, **{k: float(v.detach()) for k, v in reduced.items()}, "lr": lr})
+    record.averages = {k: m.global_avg for k, m in meters.meters.items()}
+    return record
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str):
+    """Yield ``(target, output, (H, W))`` per image, outputs on the CPU."""
+    device = torch.device(device)
+    model.eval()
+    for images, targets in data_loader:
+        outputs = model([img.to(device) for img in images])
+        for img, tgt, out in zip(images, targets, outputs):
+            yield tgt, {k: v.to("cpu") for k, v in out.items()}, (int(img.shape[-2]), int(img.shape[-1]))
+
+
+def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device | str, *,
+             backend: str = "pycocotools", num_threads: int | None = None) -> CocoResult:
+    """COCO stats per IoU type (bbox; segm for Mask R-CNN; keypoints for Keypoint R-CNN).
+
+    Under ``torchrun`` each process evaluates its shard; ground truth and detections are gathered and an
+    image seen by two processes counts once (first wins). ``num_threads`` sets torch's thread count for the
+    pass and restores the previous one afterwards, also on error.
+    """
+    types = iou_types(model.module if hasattr(model, "module") else model)
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        gt = GroundTruth()
+        dets: dict[str, list[dict]] = {t: [] for t in types}
+        for target, output, (h, w) in predict(model, data_loader, device):
+            image_id = image_id_of(target)
+            gt.add(image_id, h, w, target)
+            for t in types:
+                dets[t] += detections_to_coco(image_id, output, t)
+        parts = distributed.all_gather_objects((gt, dets))
+        if len(parts) > 1:
+            gt = parts[0][0].merge([p[0] for p in parts[1:]])
+            dets = {t: _first_wins([p[0] for p in parts], [p[1][t] for p in parts]) for t in types}
+        result = score(gt, dets, backend)
+    finally:
+        torch.set_num_threads(previous)
+    if distributed.info().is_main:
+        log.info("%s", result.text())
+    return result
+
+
+def _first_wins(gts: list[GroundTruth], per_rank: list[list[dict]]) -> list[dict]:
+    """Detections of each image from the first process whose shard held it (padding duplicates dropped)."""
+    owner: dict[int, int] = {}
+    for rank, gt in enumerate(gts):
+        for im in gt.images:
+            owner.setdefault(im["id"], rank)
+    return [d for rank, dets in enumerate(per_rank) for d in dets if owner.get(d["image_id"]) == rank]

@@ -1,0 +1,232 @@
+"""Model surgery from the tutorials, a small Mask R-CNN for CPU runs, and offline-first weights.
+
+Every builder takes ``num_classes`` (background included) and ``weights``:
+
+- ``None``: random initialisation (no download of any kind, backbone included);
+- ``"DEFAULT"``: torchvision's COCO weights, taken from the torch hub cache only. When the file is not there
+  the builder fails at once, naming the file and the folder to put it in: nothing is downloaded silently;
+- a path: a local state dict (or a checkpoint holding one under ``"model"``), read with
+  ``torch.load(weights_only=True)`` and loaded *before* the heads are swapped, so it plays the role of the
+  pretrained weights.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision.models import detection as tvd
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import AnchorGenerator
+from torchvision.ops import MultiScaleRoIAlign
+
+Weights = str | Path | None
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights were asked for but are not on this machine."""
+
+
+class ModelConfigError(ValueError):
+    """An unknown builder name, or weights that do not fit the model."""
+
+
+def _hub_file(weights_enum) -> Path:
+    url = weights_enum.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _resolve_default(weights_enum):
+    """The torchvision weights enum when its file is in the hub cache; else fail at once, saying where."""
+    path = _hub_file(weights_enum)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"pretrained weights {path.name} are not in the torch hub cache; this machine cannot download "
+            f"them. Fetch {weights_enum.url} elsewhere and place it at {path} (folder {path.parent}), or "
+            "pass weights=None to start from random weights.")
+    return weights_enum
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local file, without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - weights_only refuses anything that is not plain data
+        raise ModelConfigError(f"{path}: not a weights file or checkpoint ({type(exc).__name__}: {exc})") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelConfigError(f"{path}: holds no state dict of tensors")
+    return obj
+
+
+def _zoo(builder: Callable, weights_enum, weights: Weights, **kwargs) -> nn.Module:
+    """A torchvision zoo model with COCO heads, its weights resolved offline-first."""
+    if weights == "DEFAULT":
+        return builder(weights=_resolve_default(weights_enum), **kwargs)
+    model = builder(weights=None, weights_backbone=None, **kwargs)
+    if weights is not None:
+        state = load_state_dict_file(weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelConfigError(f"{weights}: does not fit {builder.__name__}: {str(exc)[:300]}") from exc
+    return model
+
+
+def maskrcnn_resnet50_fpn(num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
+    """The tutorial's ``get_model_instance_segmentation``: swap the box and the mask predictor."""
+    model = _zoo(tvd.maskrcnn_resnet50_fpn, tvd.MaskRCNN_ResNet50_FPN_Weights.DEFAULT, weights, **kwargs)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+    in_mask = model.roi_heads.mask_predictor.conv5_mask.in_channels
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(in_mask, 256, num_classes)
+    return model
+
+
+def maskrcnn_resnet50_fpn_v2(num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
+    """Seed 002's surgery: ``dim_reduced`` taken from the old predictor's ``conv5_mask.out_channels``."""
+    model = _zoo(tvd.maskrcnn_resnet50_fpn_v2, tvd.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT, weights, **kwargs)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+    old = model.roi_heads.mask_predictor.conv5_mask
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(old.in_channels, old.out_channels, num_classes)
+    return model
+
+
+def fasterrcnn_resnet50_fpn(num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
+    """The tutorial's first option: a COCO Faster R-CNN with a new box predictor."""
+    model = _zoo(tvd.fasterrcnn_resnet50_fpn, tvd.FasterRCNN_ResNet50_FPN_Weights.DEFAULT, weights, **kwargs)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+    return model
+
+
+def keypointrcnn_resnet50_fpn(num_classes: int = 2, weights: Weights = None, num_keypoints: int = 17,
+                              **kwargs) -> nn.Module:
+    """Keypoint R-CNN with new box and keypoint predictors (``num_keypoints`` per instance)."""
+    model = _zoo(tvd.keypointrcnn_resnet50_fpn, tvd.KeypointRCNN_ResNet50_FPN_Weights.DEFAULT, weights, **kwargs)
+    in_features = model.roi_heads.box_predictor.cls_score.in_features
+    model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
+    in_kp = model.roi_heads.keypoint_predictor.kps_score_lowres.in_channels
+    model.roi_heads.keypoint_predictor = KeypointRCNNPredictor(in_kp, num_keypoints)
+    return model
+
+
+def fasterrcnn_mobilenet_v2(num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
+    """The tutorial's second option: MobileNetV2 features, one feature map, 5 sizes x 3 ratios of anchors.
+
+    ``weights="DEFAULT"`` means the ImageNet MobileNetV2 backbone (the detector has no COCO weights).
+    """
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    if weights == "DEFAULT":
+        features = mobilenet_v2(weights=_resolve_default(MobileNet_V2_Weights.DEFAULT)).features
+    else:
+        features = mobilenet_v2(weights=None).features
+    features.out_channels = 1280
+    anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
+    pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+    model = tvd.FasterRCNN(features, num_classes=num_classes, rpn_anchor_generator=anchors,
+                           box_roi_pool=pooler, **kwargs)
+    if weights not in (None, "DEFAULT"):
+        model.load_state_dict(load_state_dict_file(weights))
+    return model
+
+
+class _SmallBackbone(nn.Module):
+    """Four conv stages (strides 4, 8, 16) with BatchNorm; trains from scratch on small images."""
+
+    def __init__(self, widths: tuple[int, int, int] = (32, 64, 96)):
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1, bias=False), nn.BatchNorm2d(24), nn.ReLU(inplace=True))
+        self.layer1 = block(24, widths[0], 2)
+        self.layer2 = block(widths[0], widths[1], 2)
+        self.layer3 = block(widths[1], widths[2], 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # only used through IntermediateLayerGetter
+        return self.layer3(self.layer2(self.layer1(self.stem(x))))
+
+
+@dataclass(frozen=True)
+class SmallConfig:
+    """Sizes of the small Mask R-CNN, chosen for 100-200 px images and 2 CPU cores."""
+
+    image_size: int = 128  # shorter side the transform resizes to (our fixtures are 160x128: no resize)
+    max_size: int = 160
+    fpn_channels: int = 64
+    rpn_batch: int = 128
+    roi_batch: int = 64
+    proposals_train: int = 256
+    proposals_test: int = 128
+
+
+def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfig = SmallConfig(),
+                   **kwargs) -> nn.Module:
+    """A Mask R-CNN that trains from scratch on a 2-core CPU in minutes (tests and the main job)."""
+    if weights == "DEFAULT":
+        raise WeightsUnavailableError("small_maskrcnn has no pretrained weights; use weights=None or a path")
+    body = _SmallBackbone()
+    backbone = BackboneWithFPN(body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
+                               in_channels_list=[32, 64, 96], out_channels=config.fpn_channels)
+    c = config.fpn_channels
+    # BackboneWithFPN adds a max-pooled fourth level ("pool"), so four levels of anchors
+    anchors = AnchorGenerator(sizes=((16, 24), (32, 48), (64, 96), (128, 160)), aspect_ratios=((1.0, 2.0, 3.0),) * 4)
+    model = tvd.MaskRCNN(
+        backbone, num_classes=None,
+        min_size=config.image_size, max_size=config.max_size,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=config.proposals_train * 2, rpn_post_nms_top_n_train=config.proposals_train,
+        rpn_pre_nms_top_n_test=config.proposals_test * 2, rpn_post_nms_top_n_test=config.proposals_test,
+        rpn_batch_size_per_image=config.rpn_batch, box_batch_size_per_image=config.roi_batch,
+        box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
+        box_head=TwoMLPHead(c * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2),
+        mask_head=MaskRCNNHeads(c, (c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
+        **kwargs)
+    if weights is not None:
+        model.load_state_dict(load_state_dict_file(weights))
+    return model
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = OrderedDict(
+    small_maskrcnn=small_maskrcnn,
+    maskrcnn_resnet50_fpn=maskrcnn_resnet50_fpn,
+    maskrcnn_resnet50_fpn_v2=maskrcnn_resnet50_fpn_v2,
+    fasterrcnn_resnet50_fpn=fasterrcnn_resnet50_fpn,
+    fasterrcnn_mobilenet_v2=fasterrcnn_mobilenet_v2,
+    keypointrcnn_resnet50_fpn=keypointrcnn_resnet50_fpn,
+)
+
+
+def build_model(name: str, num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
+    """The model ``name`` from :data:`BUILDERS`; unknown names fail with the list of known ones."""
+    if name not in BUILDERS:
+        raise ModelConfigError(f"unknown model {name!r}; choose from {', '.join(BUILDERS)}")
+    return BUILDERS[name](num_classes=num_classes, weights=weights, **kwargs)
+
+
+def iou_types(model: nn.Module) -> list[str]:
+    """COCO IoU types a model is evaluated on, as the references decide them (subclasses included)."""
+    types = ["bbox"]
+    if isinstance(model, tvd.MaskRCNN):
+        types.append("segm")
+    if isinstance(model, tvd.KeypointRCNN):
+        types.append("keypoints")
+    return types
