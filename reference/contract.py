@@ -288,12 +288,6 @@ def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -
         if size is not None and tuple(boxes.canvas_size) != tuple(size):
             c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes canvas_size {tuple(boxes.canvas_size)} differs "
                   f"from the image size (H, W) = {size}")
-    labels = target.get("labels")
-    if n == 1 and isinstance(labels, torch.Tensor) and labels.numel() == 1 and int(labels.flatten()[0]) == 0 \
-            and bool((boxes == 0).all()):
-        c.add("NEGATIVE_SAMPLE_ENCODING", "boxes", "an image without objects is encoded as one zero box with "
-              "label 0", instance=0, hint="use boxes of shape [0, 4] and labels of shape [0]")
-        return None
     b = boxes.as_subclass(torch.Tensor).double()
     finite = torch.isfinite(b).all(dim=1)
     for i in torch.nonzero(~finite).flatten().tolist():
@@ -310,6 +304,12 @@ def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -
             c.add("BOX_OUT_OF_BOUNDS", "boxes", f"box {_fmt(b[i])} leaves the image [0, {w}] x [0, {h}]",
                   instance=i, hint=hint or "clamp with torchvision.ops.clip_boxes_to_image or fix the source")
     return n
+
+
+def _is_zero_box_negative(target: Mapping) -> bool:
+    boxes, labels = target.get("boxes"), target.get("labels")
+    return (isinstance(boxes, torch.Tensor) and isinstance(labels, torch.Tensor) and boxes.numel() == 4
+            and labels.numel() == 1 and bool((boxes == 0).all()) and int(labels.flatten()[0]) == 0)
 
 
 def _check_counts(target: Mapping, n: int, c: _Collector) -> set[str]:
@@ -468,6 +468,10 @@ def validate_sample(image: Any, target: Any, *, index: int | None = None, num_cl
         c.add("TARGET_TYPE", "target", f"target is a {type(target).__name__}, expected a dict of tensors")
         return c.items
     _check_keys(target, c, require_masks)
+    if _is_zero_box_negative(target):
+        c.add("NEGATIVE_SAMPLE_ENCODING", "boxes", "an image without objects is encoded as one zero box with "
+              "label 0", instance=0, hint="use boxes of shape [0, 4] and labels of shape [0]")
+        return c.items
     n = _check_boxes(target, size, c)
     boxes = target.get("boxes") if n is not None else None
     bad_count = _check_counts(target, n, c) if n is not None else set()

@@ -61,14 +61,21 @@ def warmup_scheduler(optimizer: torch.optim.Optimizer, iterations: int):
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Iterable,
                     device: torch.device | str, epoch: int, print_freq: int = 10,
-                    scaler: torch.amp.GradScaler | None = None) -> EpochLog:
-    """One pass over ``data_loader``; see the module docstring for what matches the references."""
+                    scaler: torch.amp.GradScaler | None = None, *, warmup: bool = True,
+                    iteration_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> EpochLog:
+    """One pass over ``data_loader``; see the module docstring for what matches the references.
+
+    The keyword-only extras serve recipes the references do not have: ``warmup=False`` skips the epoch-0
+    warmup, ``iteration_scheduler`` is stepped after every optimizer step (seed 002's OneCycleLR).
+    """
     device = torch.device(device)
     model.train()
     meters = MetricLogger(log)
     meters.add_meter("lr", SmoothedValue(window_size=1, fmt="{value:.6f}"))
     header = f"Epoch: [{epoch}]"
-    scheduler = warmup_scheduler(optimizer, len(data_loader)) if epoch == 0 else None  # type: ignore[arg-type]
+    schedulers = [iteration_scheduler] if iteration_scheduler is not None else []
+    if epoch == 0 and warmup:
+        schedulers.append(warmup_scheduler(optimizer, len(data_loader)))  # type: ignore[arg-type]
     record = EpochLog()
     for it, (images, targets) in enumerate(meters.log_every(data_loader, print_freq, header)):
         images, targets = to_device(images, targets, device)
@@ -89,8 +96,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
         else:
             losses.backward()
             optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        for sched in schedulers:
+            sched.step()
         meters.update(loss=total, **reduced)
         lr = optimizer.param_groups[0]["lr"]
         meters.update(lr=lr)

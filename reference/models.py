@@ -198,7 +198,7 @@ def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfi
         box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
         box_head=TwoMLPHead(c * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes),
         mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2),
-        mask_head=MaskRCNNHeads(c, (c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
+        mask_head=MaskRCNNHeads(c, (c, c, c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
         **kwargs)
     if weights is not None:
         model.load_state_dict(load_state_dict_file(weights))

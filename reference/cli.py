@@ -1,0 +1,245 @@
+"""Command line: ``tvref`` / ``python -m reference``.
+
+Exit codes: 0 success; 1 contract errors, a failed accuracy gate or a non-finite loss; 2 bad input (unknown
+names, unusable device, unreadable data or checkpoint), reported in one line without a traceback unless
+``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+log = logging.getLogger("reference")
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from .contract import validate_dataset
+    from .loading import SpecError, load_dataset, parse_args
+    from .render import render_violations
+    from .transforms import get_preset
+
+    try:
+        args = parse_args(a.arg)
+        if a.transforms:
+            args["transforms"] = get_preset(a.transforms, train=False)
+        dataset = load_dataset(a.spec, a.format, args)
+        length = len(dataset)
+    except (SpecError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    count = length if a.max_samples is None else min(length, a.max_samples)
+    bar = tqdm(range(count), desc="validating", unit="sample", disable=a.quiet or count < 50, file=sys.stderr)
+    report = validate_dataset(dataset, num_classes=a.num_classes, num_keypoints=a.num_keypoints,
+                              max_samples=a.max_samples, model_ready=a.model_ready, progress=bar)
+    if a.json:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(a.json), report.to_json())
+    if a.render:
+        by_index: dict[int, list[str]] = {}
+        for v in report.violations:
+            if v.index is not None and v.code != "GETITEM_FAILED":
+                by_index.setdefault(v.index, []).append(v.code)
+        for i, codes in list(by_index.items())[:100]:
+            image, target = dataset[i]
+            render_violations(image, target, codes, Path(a.render) / f"sample_{i:05d}.png")
+    print(report.render_text())
+    if report.errors:
+        return 1
+    return 1 if a.strict and report.violations else 0
+
+
+def _progress_epochs(total: int, quiet: bool):
+    bar = tqdm(total=total, desc="epochs", unit="epoch", disable=quiet, file=sys.stderr)
+
+    def on_epoch(rec) -> None:
+        bar.update(1)
+        post = {"loss": f"{rec.train_loss:.3f}"}
+        if rec.bbox_ap is not None:
+            post["bbox AP"] = f"{rec.bbox_ap:.3f}"
+        bar.set_postfix(post)
+
+    return bar, on_epoch
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .jobs import TrainOptions, run_train
+    from .report import write_report
+    from .training import get_recipe
+
+    opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
+                        weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
+                        device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
+                        print_freq=a.print_freq)
+    bar, on_epoch = _progress_epochs(a.epochs or get_recipe(a.recipe).epochs, a.quiet)
+    result, report = run_train(opts, on_epoch=on_epoch)
+    bar.close()
+    from . import distributed
+
+    if distributed.info().is_main:
+        paths = write_report(report, Path(a.out))
+        if result.final:
+            print(result.final.text())
+        print(f"checkpoint: {Path(a.out) / 'last.pt'}\nreport: {paths['md']}")
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .checkpoint import atomic_write_json
+    from .jobs import run_evaluate
+
+    res = run_evaluate(Path(a.checkpoint), Path(a.data), a.format, a.device, a.backend)
+    print(res.text())
+    if a.json:
+        atomic_write_json(Path(a.json), {"stats": res.named()})
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .jobs import run_predict
+
+    n = run_predict(Path(a.checkpoint), Path(a.image), Path(a.out), a.score_threshold, a.mask_threshold, a.device)
+    print(f"{n} detections drawn to {a.out}")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .jobs import run_demo
+    from .training import get_recipe
+
+    out = Path(a.out)
+    bar, on_epoch = _progress_epochs(a.epochs or get_recipe("ci").epochs, a.quiet)
+    done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=on_epoch)
+    bar.close()
+    rep = done["report"]
+    for t, stats in rep["coco"].items():
+        print(f"{t}: AP {stats['AP']:.3f}  AP50 {stats['AP50']:.3f}  AP75 {stats['AP75']:.3f}")
+    for line in rep["gate"]:
+        print(f"gate: {line}")
+    print(f"trained in {rep['timings']['train_seconds']} s; files:")
+    for k, v in done["paths"].items():
+        print(f"  {k}: {v}")
+    return 1 if any(line.startswith("FAIL") for line in rep["gate"]) else 0
+
+
+def _cmd_env(a: argparse.Namespace) -> int:
+    from .report import versions
+
+    for k, v in versions().items():
+        print(f"{k}: {v}")
+    try:
+        import numpy as np
+        from pycocotools import mask as mask_utils
+
+        mask_utils.encode(np.asfortranarray(np.ones((4, 4), dtype=np.uint8)))
+        print("pycocotools: works with this numpy")
+    except Exception as exc:  # noqa: BLE001 - the check's whole point is to report this
+        print(f"pycocotools: BROKEN with this numpy ({type(exc).__name__}: {exc})")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .datasets import FORMATS
+    from .models import BUILDERS
+    from .training import RECIPES
+    from .transforms import PRESETS
+
+    p = argparse.ArgumentParser(prog="tvref", description="Dataset contract, reference engine and "
+                                "reproducibility suite for torchvision detection fine-tuning.")
+    p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    p.add_argument("--quiet", action="store_true", help="warnings only, no progress bars (CI logs)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="check a dataset against the contract")
+    v.add_argument("spec", help="package.module:Name, path/to/file.py:Name, or a dataset folder")
+    v.add_argument("--format", choices=FORMATS)
+    v.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument (Python literal where possible)")
+    v.add_argument("--transforms", choices=list(PRESETS), help="apply an eval preset (folders only)")
+    v.add_argument("--num-classes", type=int, help="head size, background included")
+    v.add_argument("--num-keypoints", type=int)
+    v.add_argument("--max-samples", type=int)
+    v.add_argument("--model-ready", action="store_true", help="check what reaches the model (float in [0, 1])")
+    v.add_argument("--json", help="write the JSON report here")
+    v.add_argument("--render", help="write a PNG per offending sample into this folder")
+    v.add_argument("--strict", action="store_true", help="warnings fail too")
+    v.set_defaults(func=_cmd_validate)
+
+    t = sub.add_parser("train", help="train a model (also under torchrun)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--format", choices=FORMATS)
+    t.add_argument("--model", default="small_maskrcnn", choices=list(BUILDERS))
+    t.add_argument("--recipe", default="ci", choices=list(RECIPES))
+    t.add_argument("--weights", default="none", help="none, DEFAULT (hub cache only) or a path")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--out", required=True)
+    t.add_argument("--resume")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--amp", action="store_true")
+    t.add_argument("--print-freq", type=int, default=10)
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="COCO evaluation of a checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--format", choices=FORMATS)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--backend", default="pycocotools", choices=["pycocotools", "faster_coco_eval"])
+    e.add_argument("--json")
+    e.set_defaults(func=_cmd_evaluate)
+
+    r = sub.add_parser("predict", help="draw a checkpoint's predictions on an image")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--image", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--score-threshold", type=float, default=0.5)
+    r.add_argument("--mask-threshold", type=float, default=0.5)
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=_cmd_predict)
+
+    d = sub.add_parser("demo", help="the main job: validate, train, evaluate and report on the bundled data")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--epochs", type=int, help="override the ci recipe's epoch count (skips the gate)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_cmd_demo)
+
+    env = sub.add_parser("env", help="versions, and whether pycocotools works with this numpy")
+    env.set_defaults(func=_cmd_env)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    _setup_logging(a.quiet, a.verbose)
+    from .checkpoint import CheckpointError
+    from .engine import NonFiniteLossError
+    from .jobs import JobError
+
+    try:
+        return a.func(a)
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (JobError, CheckpointError, FileNotFoundError) as exc:
+        if a.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Shared fixtures and settings of the suite.
+
+Hypothesis profiles: ``default`` (100 examples per property, derandomized so runs repeat exactly), ``slow``
+(1000 examples; select with ``--hypothesis-profile=slow``), ``ci`` (as default, no deadline).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+settings.register_profile("default", max_examples=100, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("slow", parent=settings.get_profile("default"), max_examples=1000)
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_rng():
+    """No test sees RNG state left behind by another (order independence)."""
+    torch_state, py_state = torch.get_rng_state(), random.getstate()
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    random.seed(0)
+    yield
+    torch.set_rng_state(torch_state)
+    random.setstate(py_state)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+def accelerators() -> list[str]:
+    devs = []
+    if torch.cuda.is_available():
+        devs.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devs.append("mps")
+    return devs
+
+
+def pytest_collection_modifyitems(config, items):
+    if accelerators():
+        return
+    skip = pytest.mark.skip(reason="no CUDA or MPS device on this machine; the GPU leg runs where one is present")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
