@@ -25,7 +25,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
 Weights = str | Path | None
 
@@ -70,12 +70,35 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _zoo(builder: Callable, weights_enum, weights: Weights, **kwargs) -> nn.Module:
+# torchvision trains the last 3 of a pretrained resnet50's 5 stages (trainable_backbone_layers=3).
+PRETRAINED_TRAINABLE_LAYERS = ("layer4", "layer3", "layer2")
+
+
+def _as_pretrained(model: nn.Module, frozen_bn: bool) -> None:
+    """Give a randomly built zoo model the structure torchvision gives a pretrained one.
+
+    With COCO weights torchvision freezes ``conv1`` and ``layer1`` of the backbone and (v1 models) uses
+    ``FrozenBatchNorm2d``; a model about to receive a local weights file must look the same, or a real
+    checkpoint (which has no ``num_batches_tracked``) would not load and fine-tuning would differ.
+    """
+    body = model.backbone.body
+    if frozen_bn:
+        for name, module in list(body.named_modules()):
+            if isinstance(module, nn.BatchNorm2d):
+                parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
+                setattr(parent, name.rpartition(".")[2], FrozenBatchNorm2d(module.num_features, eps=module.eps))
+    for name, p in body.named_parameters():
+        if not name.startswith(PRETRAINED_TRAINABLE_LAYERS):
+            p.requires_grad_(False)
+
+
+def _zoo(builder: Callable, weights_enum, weights: Weights, frozen_bn: bool = True, **kwargs) -> nn.Module:
     """A torchvision zoo model with COCO heads, its weights resolved offline-first."""
     if weights == "DEFAULT":
         return builder(weights=_resolve_default(weights_enum), **kwargs)
     model = builder(weights=None, weights_backbone=None, **kwargs)
     if weights is not None:
+        _as_pretrained(model, frozen_bn)
         state = load_state_dict_file(weights)
         try:
             model.load_state_dict(state)
@@ -96,7 +119,8 @@ def maskrcnn_resnet50_fpn(num_classes: int, weights: Weights = None, **kwargs) -
 
 def maskrcnn_resnet50_fpn_v2(num_classes: int, weights: Weights = None, **kwargs) -> nn.Module:
     """Seed 002's surgery: ``dim_reduced`` taken from the old predictor's ``conv5_mask.out_channels``."""
-    model = _zoo(tvd.maskrcnn_resnet50_fpn_v2, tvd.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT, weights, **kwargs)
+    model = _zoo(tvd.maskrcnn_resnet50_fpn_v2, tvd.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT, weights,
+                 frozen_bn=False, **kwargs)
     in_features = model.roi_heads.box_predictor.cls_score.in_features
     model.roi_heads.box_predictor = FastRCNNPredictor(in_features, num_classes)
     old = model.roi_heads.mask_predictor.conv5_mask

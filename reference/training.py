@@ -58,7 +58,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "tutorial": Recipe("tutorial", "sgd", 0.005, 5e-4, 2, 10, "step", "tutorial"),
     "mills": Recipe("mills", "adamw", 5e-4, 1e-2, 4, 10, "onecycle", "mills", amp=True, warmup=False),
-    "ci": Recipe("ci", "sgd", 0.02, 1e-4, 4, 45, "cosine", "tutorial", eval_every=5),
+    "ci": Recipe("ci", "adamw", 1e-3, 1e-4, 4, 14, "cosine", "tutorial", eval_every=2),
 }
 
 

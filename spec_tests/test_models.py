@@ -1,0 +1,231 @@
+"""Model surgery, offline weights, golden outputs, and parity across devices and configurations."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from torchvision.models import detection as tvd
+
+from reference import golden
+from reference.models import (BUILDERS, PRETRAINED_TRAINABLE_LAYERS, ModelConfigError, WeightsUnavailableError,
+                              build_model, iou_types)
+
+from .conftest import accelerators
+
+ZOO = ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"]
+SMALL = dict(golden.SMALL_INPUT)
+MASK_RCNN_LOSSES = ["loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"]
+HEAD_PREFIXES = ("roi_heads.box_predictor", "roi_heads.mask_predictor", "roi_heads.keypoint_predictor")
+
+
+def _kwargs(name):
+    return {} if name == "small_maskrcnn" else dict(SMALL)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_heads_have_the_requested_sizes(name):
+    model = build_model(name, 5, **_kwargs(name))
+    box = model.roi_heads.box_predictor
+    assert box.cls_score.out_features == 5 and box.bbox_pred.out_features == 4 * 5
+    if isinstance(model, tvd.MaskRCNN):
+        assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 5
+    if isinstance(model, tvd.KeypointRCNN):
+        assert model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels == 17
+
+
+def test_keypoint_head_takes_the_requested_keypoint_count():
+    model = build_model("keypointrcnn_resnet50_fpn", 2, num_keypoints=7, **SMALL)
+    assert model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels == 7
+
+
+def test_seed_002_surgery_takes_dim_reduced_from_the_old_predictor():
+    model = build_model("maskrcnn_resnet50_fpn_v2", 4, **SMALL)
+    assert model.roi_heads.mask_predictor.conv5_mask.out_channels == 256
+
+
+def test_mobilenet_backbone_has_the_tutorials_anchor_and_pooler_configuration():
+    model = build_model("fasterrcnn_mobilenet_v2", 3, **SMALL)
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [15]
+    pool = model.roi_heads.box_roi_pool
+    assert pool.featmap_names == ["0"] and pool.output_size == (7, 7) and pool.sampling_ratio == 2
+
+
+@pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn"])
+def test_training_forward_returns_exactly_the_tutorials_loss_keys(name):
+    model = golden.golden_model(name).train()
+    images, targets = golden.golden_inputs()
+    assert list(model(images, targets)) == MASK_RCNN_LOSSES
+
+
+@pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
+def test_eval_outputs_have_documented_dtypes_shapes_and_no_background_label(name):
+    model = golden.golden_model(name).eval()
+    images, _ = golden.golden_inputs()
+    with torch.inference_mode():
+        outputs = model(images)
+    for img, out in zip(images, outputs):
+        n = len(out["scores"])
+        assert out["boxes"].dtype == torch.float32 and tuple(out["boxes"].shape) == (n, 4)
+        assert out["labels"].dtype == torch.int64 and out["scores"].dtype == torch.float32
+        assert not (out["labels"] == 0).any()
+        if "masks" in out:
+            assert tuple(out["masks"].shape) == (n, 1, *img.shape[-2:])
+        if "keypoints" in out:
+            assert tuple(out["keypoints"].shape) == (n, 17, 3)
+
+
+@pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn"])
+def test_images_without_objects_give_zero_regression_and_mask_losses(name):
+    model = golden.golden_model(name).train()
+    images, _ = golden.golden_inputs()
+    empty = [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64),
+              "masks": torch.zeros((0, *img.shape[-2:]), dtype=torch.uint8)} for img in images]
+    losses = model(images, empty)
+    for key in ("loss_box_reg", "loss_rpn_box_reg", "loss_mask"):
+        assert float(losses[key]) == 0.0, key
+    assert float(losses["loss_classifier"]) > 0
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_surgery_keeps_every_pretrained_parameter_outside_the_heads(name, tmp_path):
+    torch.manual_seed(1)
+    source = BUILDERS[name](num_classes=91, weights=None, **SMALL)  # stands in for the COCO checkpoint
+    if name.startswith("keypoint"):
+        source = tvd.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, **SMALL)
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "coco.pth"
+    torch.save(state, path)
+    torch.manual_seed(2)
+    model = build_model(name, 3, weights=str(path), **SMALL)
+    after = model.state_dict()
+    kept = [k for k in state if not k.startswith(HEAD_PREFIXES)]
+    assert kept and all(torch.equal(after[k], state[k]) for k in kept)
+    # new heads are freshly initialised; biases start at constants and may coincide, so compare the weights
+    swapped = [k for k in after if k.startswith(HEAD_PREFIXES) and k.endswith("weight")]
+    assert swapped and all(k not in state or after[k].shape != state[k].shape or not torch.equal(after[k], state[k])
+                           for k in swapped)
+
+
+def test_local_weights_train_the_documented_backbone_layers(tmp_path):
+    source = tvd.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **SMALL)
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    model = build_model("maskrcnn_resnet50_fpn", 2, weights=str(tmp_path / "w.pth"), **SMALL)
+    trainable = {n.split(".")[0] for n, p in model.backbone.body.named_parameters() if p.requires_grad}
+    assert trainable == set(PRETRAINED_TRAINABLE_LAYERS)  # torchvision's default: trainable_backbone_layers=3
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.body.modules())
+    random_init = build_model("maskrcnn_resnet50_fpn", 2, **SMALL)
+    assert all(p.requires_grad for p in random_init.backbone.body.parameters())  # 5 layers without weights
+
+
+def test_default_weights_with_an_empty_cache_fail_at_once_naming_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        build_model("maskrcnn_resnet50_fpn", 2, weights="DEFAULT")
+    assert time.perf_counter() - start < 1.0
+    msg = str(info.value)
+    assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
+
+
+def test_default_weights_come_from_the_hub_cache_when_present(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    source = tvd.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    (tmp_path / "checkpoints").mkdir()
+    url = tvd.FasterRCNN_ResNet50_FPN_Weights.DEFAULT.url
+    torch.save(source.state_dict(), tmp_path / "checkpoints" / url.rsplit("/", 1)[-1])
+    model = build_model("fasterrcnn_resnet50_fpn", 2, weights="DEFAULT")
+    assert torch.equal(model.backbone.fpn.inner_blocks[0][0].weight, source.backbone.fpn.inner_blocks[0][0].weight)
+
+
+def test_a_file_that_is_not_a_state_dict_is_refused(tmp_path):
+    (tmp_path / "x.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelConfigError, match="x.pth"):
+        build_model("small_maskrcnn", 2, weights=str(tmp_path / "x.pth"))
+
+
+def test_unknown_model_names_list_the_known_ones():
+    with pytest.raises(ModelConfigError, match="small_maskrcnn"):
+        build_model("yolo", 2)
+
+
+def test_iou_types_follow_the_model_class():
+    assert iou_types(build_model("small_maskrcnn", 2)) == ["bbox", "segm"]
+    assert iou_types(build_model("fasterrcnn_mobilenet_v2", 2, **SMALL)) == ["bbox"]
+
+
+# --- golden outputs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_golden_outputs_match(name):
+    expected = json.loads(golden.path_for(name).read_text())
+    actual = golden.compute(golden.golden_model(name), name)
+    diffs = golden.compare(actual, expected)
+    assert not diffs, (f"{name} differs from its golden file (made with torch {expected['torch']}, "
+                       f"torchvision {expected['torchvision']}):\n" + "\n".join(diffs))
+
+
+def test_golden_comparison_fails_readably_when_the_model_is_perturbed():
+    name = "small_maskrcnn"
+    expected = json.loads(golden.path_for(name).read_text())
+    model = golden.golden_model(name)
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1] += 0.5
+        model.roi_heads.mask_predictor.mask_fcn_logits.bias += 0.5
+    diffs = golden.compare(golden.compute(model, name), expected)
+    assert any("loss loss_classifier" in d for d in diffs)
+    assert any("mask_std" in d or "mask_mean" in d for d in diffs)
+    assert any("score expected" in d for d in diffs)
+
+
+def test_golden_files_record_the_versions_that_made_them():
+    for name in BUILDERS:
+        record = json.loads(golden.path_for(name).read_text())
+        assert record["torch"] and record["torchvision"]
+
+
+# --- parity -----------------------------------------------------------------------------------------------
+
+def _small():
+    return golden.compute(golden.golden_model("small_maskrcnn"), "small_maskrcnn")
+
+
+def test_one_and_two_threads_agree():
+    torch.set_num_threads(1)
+    one = _small()
+    torch.set_num_threads(2)
+    two = _small()
+    assert golden.compare(one, two) == []
+
+
+def test_float64_agrees_with_float32():
+    model = golden.golden_model("small_maskrcnn")
+    f64 = golden.compute(model, "small_maskrcnn", dtype=torch.float64)
+    assert golden.compare(f64, _small()) == []
+
+
+def test_channels_last_agrees_with_contiguous():
+    model = golden.golden_model("small_maskrcnn").to(memory_format=torch.channels_last)
+    assert golden.compare(golden.compute(model, "small_maskrcnn"), _small()) == []
+
+
+def test_torchscript_agrees_with_eager():
+    model = golden.golden_model("small_maskrcnn").eval()
+    scripted = torch.jit.script(model)
+    images, _ = golden.golden_inputs()
+    with torch.inference_mode():
+        eager = model(images)
+        _, script_out = scripted(images)
+    for a, b in zip(eager, script_out):
+        torch.testing.assert_close(a["scores"], b["scores"], rtol=golden.RTOL, atol=golden.ATOL)
+        torch.testing.assert_close(a["boxes"], b["boxes"], rtol=golden.RTOL, atol=golden.ATOL)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("device", accelerators() or ["cuda"])
+def test_accelerator_matches_the_cpu(device):
+    model = golden.golden_model("small_maskrcnn")
+    on_device = golden.compute(model, "small_maskrcnn", device=device)
+    assert golden.compare(on_device, _small()) == []
