@@ -1,0 +1,189 @@
+"""The evaluator: exact AP for ground truth fed back, hand-computed cases, and the references' defects fixed."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from reference import engine
+from reference.coco_eval import GroundTruth, detections_to_coco, ground_truth_from_dataset, score
+from reference.datasets import PennFudanDataset
+from reference.models import build_model
+from reference.training import collate_fn
+from reference.transforms import evaluation
+
+from .conftest import FIXTURES
+
+
+def _target(boxes, labels, masks=None, iscrowd=None, area=None):
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    t = {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64),
+         "iscrowd": torch.tensor(iscrowd or [0] * len(labels), dtype=torch.int64),
+         "area": torch.tensor(area) if area else (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])}
+    if masks is not None:
+        t["masks"] = masks
+    return t
+
+
+def _output(boxes, labels, scores, masks=None):
+    o = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+         "labels": torch.tensor(labels, dtype=torch.int64), "scores": torch.tensor(scores)}
+    if masks is not None:
+        o["masks"] = masks
+    return o
+
+
+def _feed_back(dataset):
+    gt, dets = GroundTruth(), {"bbox": [], "segm": []}
+    for i in range(len(dataset)):
+        image, t = dataset[i]
+        gt.add(t["image_id"], image.shape[-2], image.shape[-1], t)
+        out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+               "masks": t["masks"][:, None].float()}
+        for iou in dets:
+            dets[iou] += detections_to_coco(t["image_id"], out, iou)
+    return gt, dets
+
+
+def test_ground_truth_fed_back_as_predictions_gives_ap_exactly_one():
+    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+    gt, dets = _feed_back(ds)
+    result = score(gt, dets)
+    assert result.stats["bbox"][0] == 1.0 and result.stats["segm"][0] == 1.0
+
+
+def test_annotation_ids_start_at_one_and_categories_are_the_sorted_labels_seen():
+    gt = GroundTruth()
+    gt.add(5, 10, 10, _target([[0, 0, 4, 4], [1, 1, 5, 5]], [3, 1]))
+    gt.add(9, 10, 10, _target([[0, 0, 2, 2]], [2]))
+    assert [a["id"] for a in gt.annotations] == [1, 2, 3]
+    assert gt.dataset()["categories"] == [{"id": 1}, {"id": 2}, {"id": 3}]
+    assert gt.annotations[0]["bbox"] == [0.0, 0.0, 4.0, 4.0]
+
+
+# pycocotools computes precision as tp / (tp + fp + eps): with a single true positive a perfect AP reads
+# 1 - 2.2e-16. That is pycocotools' number; these hand-computed cases compare with 1e-12 slack.
+EPS = 1e-12
+
+
+def _score_boxes(targets, outputs):
+    gt, dets = GroundTruth(), {"bbox": []}
+    for image_id, (t, o) in enumerate(zip(targets, outputs)):
+        gt.add(image_id, 100, 100, t)
+        dets["bbox"] += detections_to_coco(image_id, o, "bbox")
+    return score(gt, dets).stats["bbox"]
+
+
+def test_a_false_positive_ranked_first_halves_ap():
+    # one object; a wrong box scores 0.9, the right one 0.8: precision 1/2 at every recall level
+    stats = _score_boxes([_target([[10, 10, 50, 50]], [1])],
+                         [_output([[60, 60, 90, 90], [10, 10, 50, 50]], [1, 1], [0.9, 0.8])])
+    assert stats[0] == pytest.approx(0.5)
+
+
+def test_a_duplicate_detection_after_the_match_costs_nothing():
+    stats = _score_boxes([_target([[10, 10, 50, 50]], [1])],
+                         [_output([[10, 10, 50, 50], [10, 10, 50, 50]], [1, 1], [0.9, 0.8])])
+    assert stats[0] == pytest.approx(1.0, abs=EPS)
+
+
+def test_a_detection_on_a_crowd_region_is_ignored():
+    target = _target([[10, 10, 50, 50], [60, 60, 95, 95]], [1, 1], iscrowd=[0, 1])
+    stats = _score_boxes([target], [_output([[60, 60, 95, 95], [10, 10, 50, 50]], [1, 1], [0.9, 0.8])])
+    assert stats[0] == pytest.approx(1.0, abs=EPS)
+
+
+def test_a_detection_on_an_empty_image_is_a_false_positive():
+    stats = _score_boxes([_target([[10, 10, 50, 50]], [1]), _target([], [])],
+                         [_output([[10, 10, 50, 50]], [1], [0.8]), _output([[5, 5, 30, 30]], [1], [0.95])])
+    assert stats[0] == pytest.approx(0.5)
+
+
+def test_no_detections_give_ap_zero_with_a_warning(caplog):
+    gt = GroundTruth()
+    gt.add(1, 100, 100, _target([[10, 10, 50, 50]], [1]))
+    with caplog.at_level(logging.WARNING):
+        result = score(gt, {"bbox": []})
+    assert result.stats["bbox"][0] == 0.0
+    assert "no detections" in caplog.text
+
+
+def _loader(ds, batch_size=4):
+    return DataLoader(ds, batch_size=batch_size, collate_fn=collate_fn)
+
+
+def test_evaluate_on_a_model_that_predicts_nothing_does_not_crash():
+    ds = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(4))
+    model = build_model("small_maskrcnn", 2, box_score_thresh=1.01)
+    result = engine.evaluate(model, _loader(ds), "cpu")
+    assert result.stats["bbox"][0] == 0.0
+
+
+class _Oracle:
+    """Replaces engine.predict: outputs equal to the targets (AP must then be exactly 1)."""
+
+    def __call__(self, model, loader, device):
+        for images, targets in loader:
+            for img, t in zip(images, targets):
+                out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                       "masks": t["masks"][:, None].float()}
+                yield t, out, tuple(img.shape[-2:])
+
+
+def test_a_subset_is_evaluated_as_the_subset(monkeypatch):
+    seen = {}
+    real_score = engine.score
+
+    def spy(gt, dets, backend):
+        seen["images"] = [im["id"] for im in gt.images]
+        return real_score(gt, dets, backend)
+
+    monkeypatch.setattr(engine, "predict", _Oracle())
+    monkeypatch.setattr(engine, "score", spy)
+    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+    result = engine.evaluate(build_model("small_maskrcnn", 2), _loader(Subset(ds, [3, 7, 11])), "cpu")
+    assert seen["images"] == [3, 7, 11]
+    assert result.stats["segm"][0] == 1.0
+
+
+def test_evaluate_gives_the_same_stats_as_the_references_ground_truth(monkeypatch):
+    """Ground truth from the evaluation pass equals the one rebuilt by iterating the dataset."""
+    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+    model = build_model("small_maskrcnn", 2)
+    ours = engine.evaluate(model, _loader(ds), "cpu")
+    theirs_gt = ground_truth_from_dataset(ds)
+    dets = {"bbox": [], "segm": []}
+    for t, out, _ in engine.predict(model, _loader(ds), "cpu"):
+        for iou in dets:
+            dets[iou] += detections_to_coco(t["image_id"], out, iou)
+    assert score(theirs_gt, dets).stats == ours.stats
+
+
+def test_thread_count_is_restored_even_on_error(monkeypatch):
+    torch.set_num_threads(2)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("inference failed")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(engine, "predict", boom)
+    with pytest.raises(RuntimeError, match="inference failed"):
+        engine.evaluate(build_model("small_maskrcnn", 2), [], "cpu", num_threads=1)
+    assert torch.get_num_threads() == 2
+
+
+def test_faster_coco_eval_backend_gives_identical_stats():
+    pytest.importorskip("faster_coco_eval", reason="optional extra faster-coco-eval is not installed")
+    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+    model = build_model("small_maskrcnn", 2)
+    gt, dets = GroundTruth(), {"bbox": [], "segm": []}
+    for t, out, (h, w) in engine.predict(model, _loader(ds), "cpu"):
+        gt.add(t["image_id"], h, w, t)
+        for iou in dets:
+            dets[iou] += detections_to_coco(t["image_id"], out, iou)
+    a, b = score(gt, dets, "pycocotools"), score(gt, dets, "faster_coco_eval")
+    for iou in a.stats:
+        assert b.stats[iou] == pytest.approx(a.stats[iou], abs=1e-6), iou
