@@ -60,17 +60,24 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     return 1 if a.strict and report.violations else 0
 
 
-def _progress_epochs(total: int, quiet: bool):
-    bar = tqdm(total=total, desc="epochs", unit="epoch", disable=quiet, file=sys.stderr)
+class _EpochBar:
+    """An epoch progress bar that appears with the first finished epoch (so early errors print alone)."""
 
-    def on_epoch(rec) -> None:
-        bar.update(1)
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.bar = total, quiet, None
+
+    def __call__(self, rec) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, desc="epochs", unit="epoch", disable=self.quiet, file=sys.stderr)
+        self.bar.update(1)
         post = {"loss": f"{rec.train_loss:.3f}"}
         if rec.bbox_ap is not None:
             post["bbox AP"] = f"{rec.bbox_ap:.3f}"
-        bar.set_postfix(post)
+        self.bar.set_postfix(post)
 
-    return bar, on_epoch
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -82,9 +89,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
                         print_freq=a.print_freq)
-    bar, on_epoch = _progress_epochs(a.epochs or get_recipe(a.recipe).epochs, a.quiet)
-    result, report = run_train(opts, on_epoch=on_epoch)
-    bar.close()
+    bar = _EpochBar(a.epochs or get_recipe(a.recipe).epochs, a.quiet)
+    try:
+        result, report = run_train(opts, on_epoch=bar)
+    finally:
+        bar.close()
     from . import distributed
 
     if distributed.info().is_main:
@@ -119,9 +128,11 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     from .training import get_recipe
 
     out = Path(a.out)
-    bar, on_epoch = _progress_epochs(a.epochs or get_recipe("ci").epochs, a.quiet)
-    done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=on_epoch)
-    bar.close()
+    bar = _EpochBar(a.epochs or get_recipe("ci").epochs, a.quiet)
+    try:
+        done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=bar)
+    finally:
+        bar.close()
     rep = done["report"]
     for t, stats in rep["coco"].items():
         print(f"{t}: AP {stats['AP']:.3f}  AP50 {stats['AP50']:.3f}  AP75 {stats['AP75']:.3f}")

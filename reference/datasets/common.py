@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.ops import masks_to_boxes
 
 log = logging.getLogger(__name__)
@@ -28,11 +27,17 @@ def safe_join(root: Path, relative: str, *, what: str) -> Path:
 
 
 def read_rgb(path: Path) -> torch.Tensor:
-    """Decode an image file to a uint8 [3, H, W] tensor; grayscale and RGBA sources become RGB."""
+    """Decode an image file to a uint8 [3, H, W] tensor; grayscale and RGBA sources become RGB.
+
+    Pillow decodes (the same pixels as ``torchvision.io.read_image`` for PNG), since torchvision's own
+    decoders are deprecated from 0.29 on.
+    """
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        with Image.open(path) as im:
+            pixels = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
         raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 def read_label_map(path: Path) -> torch.Tensor:
