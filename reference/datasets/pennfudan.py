@@ -22,7 +22,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .common import DatasetError, box_area, boxes_from_masks, header_size, read_label_map, read_rgb
+from .common import (DatasetError, box_area, boxes_from_masks, header_size, instance_ids, read_label_map,
+                     read_rgb)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ class PennFudanDataset(Dataset):
     def load_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
         """The annotations of sample ``idx`` and the image size, decoding only the mask file."""
         ids = read_label_map(self.masks[idx])
-        obj_ids = torch.unique(ids)
-        obj_ids = obj_ids[obj_ids != 0]
+        obj_ids = instance_ids(ids)
         masks = (ids[None] == obj_ids[:, None, None]).to(torch.uint8)
         boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
         for k in widened:
