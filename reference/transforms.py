@@ -19,6 +19,11 @@ from torchvision.transforms import functional as F_legacy
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+try:  # public from torchvision 0.17 on
+    from torchvision.transforms.v2 import query_size
+except ImportError:  # pragma: no cover - torchvision 0.16
+    from torchvision.transforms.v2._utils import query_size
+
 # COCO-person keypoints: the index each keypoint takes after a horizontal flip (left/right swapped).
 COCO_PERSON_FLIP_INDEX = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
 PER_INSTANCE = ("boxes", "labels", "area", "iscrowd", "masks", "keypoints")
@@ -106,7 +111,7 @@ class ResizeMax(v2.Transform):
         self.max_size = max_size
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = v2.query_size(flat_inputs)
+        h, w = query_size(flat_inputs)
         s = self.max_size / max(h, w)
         return {"size": [max(1, round(h * s)), max(1, round(w * s))]}
 
@@ -114,6 +119,8 @@ class ResizeMax(v2.Transform):
         if isinstance(inpt, (int, float, str)) or inpt is None:
             return inpt
         return self._call_kernel(F.resize, inpt, params["size"], antialias=True)
+
+    _get_params, _transform = make_params, transform  # the names torchvision < 0.21 calls
 
 
 class PadSquare(v2.Transform):
@@ -127,7 +134,7 @@ class PadSquare(v2.Transform):
         self.shift, self.fill = shift, fill
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = v2.query_size(flat_inputs)
+        h, w = query_size(flat_inputs)
         side = max(h, w)
         dh, dw = side - h, side - w
         if self.shift:
@@ -140,6 +147,8 @@ class PadSquare(v2.Transform):
         if isinstance(inpt, (int, float, str)) or inpt is None:
             return inpt
         return self._call_kernel(F.pad, inpt, padding=params["padding"], fill=self.fill)
+
+    _get_params, _transform = make_params, transform  # the names torchvision < 0.21 calls
 
 
 def _sanitize() -> v2.SanitizeBoundingBoxes:

@@ -1,0 +1,162 @@
+"""Transforms keep the contract: presets map valid samples to valid samples, flips agree and invert."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.ops import masks_to_boxes
+from torchvision.transforms import v2
+
+from reference import transforms as T
+from reference.contract import Severity, validate_sample
+from reference.strategies import valid_samples
+
+
+def _errors(image, target, **kw):
+    return [v for v in validate_sample(image, target, **kw) if v.severity is Severity.ERROR]
+
+
+def _plain(t):
+    return t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t
+
+
+@given(valid_samples(flavour="v2", masks=True), st.integers(0, 2**31 - 1))
+def test_tutorial_preset_keeps_valid_samples_valid_and_model_ready(s, seed):
+    torch.manual_seed(seed)
+    image, target = T.get_preset("tutorial", train=True)(s.image, s.target)
+    assert _errors(image, target, num_classes=s.num_classes, model_ready=True) == []
+
+
+@given(valid_samples(flavour="legacy"), st.integers(0, 2**31 - 1))
+def test_legacy_tutorial_preset_keeps_valid_samples_valid_and_model_ready(s, seed):
+    torch.manual_seed(seed)
+    image, target = T.get_preset("tutorial-legacy", train=True)(s.image, s.target)
+    assert _errors(image, target, num_classes=s.num_classes, num_keypoints=s.num_keypoints, model_ready=True) == []
+
+
+@settings(max_examples=100)
+@given(valid_samples(flavour="v2", masks=True, keypoints=False, min_instances=1, min_side=4, min_size=24,
+                     max_size=64), st.integers(0, 2**31 - 1))
+def test_mills_preset_keeps_valid_samples_valid_after_sanitising(s, seed):
+    torch.manual_seed(seed)
+    image, target = T.get_preset("mills", train=True)(s.image, s.target)
+    assert _errors(image, target, num_classes=s.num_classes, model_ready=True) == []
+    assert tuple(image.shape[-2:]) == (160, 160)
+
+
+@given(valid_samples(flavour="v2", masks=True))
+def test_eval_preset_is_deterministic_and_model_ready(s):
+    a = T.get_preset("eval", train=False)(s.image, s.target)
+    b = T.get_preset("eval", train=False)(s.image, s.target)
+    assert torch.equal(a[0], b[0])
+    assert _errors(*a, num_classes=s.num_classes, model_ready=True) == []
+
+
+@pytest.mark.parametrize("transform", [T.ResizeMax(37), T.PadSquare(), T.PadSquare(shift=True)],
+                         ids=["resize_max", "pad_square", "pad_square_shifted"])
+def test_geometric_steps_keep_boxes_within_one_pixel_of_their_masks(transform):
+    @given(valid_samples(flavour="v2", masks=True, keypoints=False, min_instances=1, min_side=3, min_size=8))
+    def check(s):
+        _, target = transform(s.image, s.target)
+        masks, boxes = _plain(target["masks"]), _plain(target["boxes"])
+        keep = masks.flatten(1).any(1)
+        mask_boxes = masks_to_boxes(masks[keep].bool())
+        mask_boxes[:, 2:] += 1
+        assert (mask_boxes - boxes[keep]).abs().max() <= 1.0 + 1e-4 if keep.any() else True
+        for key in ("labels", "area", "iscrowd", "masks"):
+            assert len(target[key]) == len(boxes)
+
+    check()
+
+
+@given(valid_samples(flavour="v2", masks=True, keypoints=False))
+def test_legacy_and_v2_flips_agree_exactly(s):
+    legacy = T.RandomHorizontalFlip(p=1.0)
+    image = _plain(s.image)
+    target = {k: _plain(v) for k, v in s.target.items()}
+    li, lt = legacy(image, target)
+    vi, vt = v2.RandomHorizontalFlip(p=1.0)(s.image, s.target)
+    assert torch.equal(li, _plain(vi))
+    assert torch.equal(lt["boxes"], _plain(vt["boxes"]))
+    assert torch.equal(lt["masks"], _plain(vt["masks"]))
+
+
+@given(valid_samples(flavour="legacy", masks=True, keypoints=True))
+def test_legacy_flip_twice_is_the_identity(s):
+    flip = T.RandomHorizontalFlip(p=1.0, keypoint_flip_index=list(range(s.num_keypoints)))
+    image, target = flip(*flip(s.image, s.target))
+    assert list(image.getdata()) == list(s.image.getdata())
+    assert torch.equal(target["boxes"], s.target["boxes"]) and torch.equal(target["masks"], s.target["masks"])
+    visible = s.target["keypoints"][..., 2] > 0
+    assert torch.allclose(target["keypoints"][visible], s.target["keypoints"][visible])
+
+
+def test_coco_person_keypoints_swap_left_and_right_and_zero_invisible_points():
+    kps = torch.zeros((1, 17, 3))
+    kps[0, 1] = torch.tensor([10.0, 5.0, 2.0])  # left eye
+    kps[0, 2] = torch.tensor([30.0, 5.0, 0.0])  # right eye, not visible
+    out = T.flip_keypoints(kps, width=100, flip_index=T.COCO_PERSON_FLIP_INDEX)
+    assert out[0, 2].tolist() == [90.0, 5.0, 2.0]  # the left eye became the right eye
+    assert out[0, 1].tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_legacy_flip_takes_one_random_draw_per_call_whatever_p(p):
+    image, target = torch.zeros((3, 4, 6)), {"boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]])}
+    torch.manual_seed(0)
+    T.RandomHorizontalFlip(p)(image, target)
+    after_flip = torch.rand(1)
+    torch.manual_seed(0)
+    torch.rand(1)
+    assert torch.equal(after_flip, torch.rand(1))
+
+
+@given(valid_samples(flavour="v2", masks=True, keypoints=False, min_instances=1, min_side=4, min_size=24),
+       st.integers(0, 2**31 - 1))
+def test_seeded_mills_pipeline_reproduces_itself(s, seed):
+    pipeline = T.get_preset("mills", train=True)
+    torch.manual_seed(seed)
+    a = pipeline(s.image, s.target)
+    torch.manual_seed(seed)
+    b = pipeline(s.image, s.target)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1]["boxes"], b[1]["boxes"])
+
+
+def test_sanitising_keeps_area_and_iscrowd_in_step_where_the_default_does_not():
+    image = tv_tensors.Image(torch.zeros((3, 20, 20)))
+    target = {"boxes": tv_tensors.BoundingBoxes([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 5.0, 9.0]], format="XYXY",
+                                                canvas_size=(20, 20)),
+              "labels": torch.tensor([1, 1]), "area": torch.tensor([100.0, 0.0]), "iscrowd": torch.tensor([0, 0]),
+              "image_id": 0}
+    _, default = v2.SanitizeBoundingBoxes()(image, dict(target))
+    assert len(default["boxes"]) == 1 and len(default["area"]) == 2  # field note 18: out of step
+    _, ours = T._sanitize()(image, dict(target))
+    assert len(ours["boxes"]) == len(ours["area"]) == len(ours["iscrowd"]) == len(ours["labels"]) == 1
+    assert _errors(image, ours) == []
+
+
+def test_plain_tensor_boxes_are_not_moved_by_a_v2_flip_and_the_validator_notices():
+    # field note 19: a plain tensor passes through v2 untouched, so boxes no longer match the masks
+    masks = torch.zeros((1, 10, 20), dtype=torch.uint8)
+    masks[0, 2:8, 1:6] = 1
+    target = {"boxes": torch.tensor([[1.0, 2.0, 6.0, 8.0]]), "labels": torch.tensor([1]),
+              "masks": tv_tensors.Mask(masks), "area": torch.tensor([30.0]), "iscrowd": torch.tensor([0]),
+              "image_id": 0}
+    image, out = v2.RandomHorizontalFlip(p=1.0)(tv_tensors.Image(torch.zeros((3, 10, 20))), target)
+    assert torch.equal(out["boxes"], target["boxes"])
+    assert "MASK_BOX_MISMATCH" in {v.code for v in validate_sample(image, out)}
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="tutorial-legacy"):
+        T.get_preset("fancy", train=True)
+
+
+def test_legacy_pil_to_tensor_and_to_dtype_scale_to_unit_range():
+    img = Image.new("RGB", (4, 3), (255, 0, 128))
+    t, _ = T.Compose([T.PILToTensor(), T.ConvertImageDtype(torch.float)])(img, None)
+    assert t.shape == (3, 3, 4) and t.dtype == torch.float32 and float(t.max()) == 1.0
