@@ -153,7 +153,6 @@ def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, bac
 def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float, mask_threshold: float,
                 device: str = "cpu") -> int:
     """Draw the predictions for one image file; returns how many detections passed the threshold."""
-    from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
     from .datasets.common import read_rgb
@@ -175,11 +174,9 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
         masks = F.resize(masks, list(img.shape[-2:]))
     drawn = draw_instances(img, output["boxes"][keep], (masks[keep, 0] > mask_threshold) if masks is not None
                            else None, [f"{int(lab)} {float(s):.2f}" for lab, s in
-                                       zip(output["labels"][keep], output["scores"][keep])], colors="orange")
-    save_png(with_caption(drawn, [f"{int(keep.sum())} detections, score >= {score_threshold}"],
-                          scale=max(1, 480 // max(img.shape[-2:]))), out)
-    with Image.open(out):
-        pass
+                                       zip(output["labels"][keep], output["scores"][keep])], colors="orange",
+                           scale=max(1, 480 // max(img.shape[-2:])))
+    save_png(with_caption(drawn, [f"{int(keep.sum())} detections, score >= {score_threshold}"]), out)
     return int(keep.sum())
 
 
@@ -190,7 +187,7 @@ def write_prediction_pictures(checkpoint: Path, val: Dataset, out_dir: Path, cou
     for k, (target, output, _) in enumerate(predict(model, loader, "cpu")):
         image = val[k][0]
         p = out_dir / f"predictions_{k}.png"
-        save_png(side_by_side(image, target, output), p)
+        save_png(side_by_side(image, target, output, class_names=["background", "person"]), p)
         paths.append(p)
     return paths
 

@@ -70,6 +70,9 @@ class ConvertImageDtype(ToDtype):
 
 def flip_keypoints(kps: torch.Tensor, width: int, flip_index: Sequence[int]) -> torch.Tensor:
     """Mirror [N, K, 3] keypoints; left/right swapped by ``flip_index``; invisible points zeroed."""
+    if kps.shape[1] != len(flip_index):
+        raise ValueError(f"keypoints have K={kps.shape[1]} points but the flip index lists {len(flip_index)}; "
+                         "pass keypoint_flip_index for your skeleton (the default is COCO person's 17)")
     out = kps[:, list(flip_index)].clone()
     out[..., 0] = width - out[..., 0]
     out[out[..., 2] == 0] = 0
