@@ -88,7 +88,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
-                        print_freq=a.print_freq)
+                        print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor)
     bar = _EpochBar(a.epochs or get_recipe(a.recipe).epochs, a.quiet)
     try:
         result, report = run_train(opts, on_epoch=bar)
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--amp", action="store_true")
     t.add_argument("--print-freq", type=int, default=10)
+    t.add_argument("--aspect-ratio-group-factor", type=int, default=-1,
+                   help="batch images of similar aspect ratio (the references use 3); -1: off, as the tutorial")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="COCO evaluation of a checkpoint")

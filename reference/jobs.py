@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint
 from .coco_eval import CocoResult
 from .contract import Report, validate_dataset
@@ -99,6 +100,7 @@ class TrainOptions:
     amp: bool = False
     resume: Path | None = None
     print_freq: int = 10
+    group_factor: int = -1
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
@@ -110,6 +112,9 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     device = resolve_device(opts.device)
     if not opts.data.is_dir():
         raise JobError(f"--data {opts.data}: no such folder")
+    dist = distributed.init_from_env(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     seed_everything(opts.seed)
     train, val, num_classes = split_datasets(opts.data, opts.fmt, recipe, opts.seed)
     try:
@@ -117,7 +122,7 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     except (ValueError, FileNotFoundError) as exc:
         raise JobError(str(exc)) from exc
     cfg = FitConfig(opts.model, num_classes, recipe, opts.epochs or recipe.epochs, opts.seed, str(device),
-                    opts.amp, opts.print_freq)
+                    opts.amp, opts.print_freq, group_factor=opts.group_factor)
     try:
         result = fit(model, train, val, cfg, opts.out, resume=opts.resume, on_epoch=on_epoch)
     except CheckpointError as exc:

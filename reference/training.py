@@ -27,6 +27,7 @@ from . import distributed
 from .checkpoint import CheckpointError, atomic_write_json, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .coco_eval import CocoResult
 from .engine import EpochLog, evaluate, to_device, train_one_epoch
+from .sampling import GroupedBatchSampler, aspect_ratio_groups
 from .transforms import get_preset
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,13 @@ class FitResult:
     checkpoint: Path | None = None
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch: int) -> DataLoader:
-    """A loader whose order depends only on ``(seed, epoch)``; sharded under ``torchrun``."""
+def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch: int,
+                group_factor: int = -1) -> DataLoader:
+    """A loader whose order depends only on ``(seed, epoch)``; sharded under ``torchrun``.
+
+    ``group_factor >= 0`` batches images of similar aspect ratio together (the references'
+    ``--aspect-ratio-group-factor``; they use 3); the default keeps the tutorial's plain shuffled batches.
+    """
     if distributed.info().enabled:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed)
         sampler.set_epoch(epoch)
@@ -113,6 +119,9 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, ep
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     else:
         sampler = SequentialSampler(dataset)
+    if train and group_factor >= 0:
+        batches = GroupedBatchSampler(sampler, aspect_ratio_groups(dataset, group_factor), batch_size)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=0)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=0)
 
 
@@ -148,6 +157,7 @@ class FitConfig:
     amp: bool = False
     print_freq: int = 10
     eval_every: int | None = None  # defaults to the recipe's; the last epoch is always evaluated
+    group_factor: int = -1  # aspect-ratio grouping (the references use 3); -1 = plain shuffled batches
 
 
 def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitConfig, out_dir: str | Path,
@@ -162,7 +172,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(recipe, model)
-    steps = len(make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=0))
+    steps = len(make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=0,
+                            group_factor=cfg.group_factor))
     scheduler = make_scheduler(recipe, optimizer, cfg.epochs, steps)
     use_amp = cfg.amp or recipe.amp
     scaler = torch.amp.GradScaler(device.type) if use_amp and device.type == "cuda" else None
@@ -189,7 +200,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
     t_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        loader = make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=epoch)
+        loader = make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=epoch,
+                             group_factor=cfg.group_factor)
         iter_sched = scheduler if recipe.schedule == "onecycle" else None
         elog: EpochLog = train_one_epoch(net, optimizer, loader, device, epoch, cfg.print_freq, scaler,
                                          warmup=recipe.warmup, iteration_scheduler=iter_sched)
