@@ -36,8 +36,9 @@ class GateCheck:
 
     def __str__(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"{verdict} {self.task} {self.metric}: actual {self.actual if self.actual is None else round(self.actual, 4)}"
-                f" vs expected {self.expected} - tolerance {self.tolerance}")
+        actual = "missing" if self.actual is None else round(self.actual, 4)
+        return (f"{verdict} {self.task} {self.metric}: actual {actual} vs expected {self.expected} - tolerance "
+                f"{self.tolerance}")
 
 
 def torch_line(version: str = torch.__version__) -> str:

@@ -11,7 +11,6 @@ matched by IoU before their scores and boxes are compared.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import tv_tensors
 from torchvision.transforms import functional as F_legacy
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F

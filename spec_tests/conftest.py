@@ -14,6 +14,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pytester"]
 FIXTURES = ROOT / "fixtures"
 
 settings.register_profile("default", max_examples=100, deadline=None, derandomize=True,
