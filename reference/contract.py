@@ -270,6 +270,23 @@ def _xywh_hint(box: list[float], size: tuple[int, int] | None) -> str | None:
     return None
 
 
+def _plain(value: Any) -> Any:
+    """A tv_tensor as a plain tensor: the checks need no metadata, and plain tensors dispatch faster."""
+    return value.as_subclass(torch.Tensor) if isinstance(value, tv_tensors.TVTensor) else value
+
+
+def _check_canvas(boxes: Any, size: tuple[int, int] | None, c: _Collector) -> None:
+    """The metadata of ``tv_tensors.BoundingBoxes``: XYXY format and the image's size as canvas."""
+    if not isinstance(boxes, tv_tensors.BoundingBoxes):
+        return
+    if boxes.format != tv_tensors.BoundingBoxFormat.XYXY:
+        c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes format is {boxes.format.name}, expected XYXY",
+              hint="convert with torchvision.transforms.v2.ConvertBoundingBoxFormat('XYXY')")
+    if size is not None and tuple(boxes.canvas_size) != tuple(size):
+        c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes canvas_size {tuple(boxes.canvas_size)} differs "
+              f"from the image size (H, W) = {size}")
+
+
 def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -> list[list[float]] | None:
     """Checks ``boxes``; returns them as rows (N is their count) or None when they are unusable."""
     boxes = target.get("boxes")
@@ -286,14 +303,7 @@ def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -
     if not boxes.is_floating_point():
         c.add("BOXES_DTYPE", "boxes", f"boxes dtype is {boxes.dtype}, expected a float type",
               hint="use torch.as_tensor(boxes, dtype=torch.float32)")
-    if isinstance(boxes, tv_tensors.BoundingBoxes):
-        if boxes.format != tv_tensors.BoundingBoxFormat.XYXY:
-            c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes format is {boxes.format.name}, expected XYXY",
-                  hint="convert with torchvision.transforms.v2.ConvertBoundingBoxFormat('XYXY')")
-        if size is not None and tuple(boxes.canvas_size) != tuple(size):
-            c.add("CANVAS_MISMATCH", "boxes", f"BoundingBoxes canvas_size {tuple(boxes.canvas_size)} differs "
-                  f"from the image size (H, W) = {size}")
-    rows = boxes.as_subclass(torch.Tensor).tolist()
+    rows = boxes.tolist()
     h, w = size if size is not None else (math.inf, math.inf)
     for i, box in enumerate(rows):
         x1, y1, x2, y2 = box
@@ -419,7 +429,7 @@ def _check_masks(masks: Any, size: tuple[int, int] | None, boxes: list[list[floa
         hint = "bool masks break the RLE encoder in evaluation; use masks.to(torch.uint8)" \
             if masks.dtype == torch.bool else "use uint8 masks with values 0 and 1"
         c.add("MASKS_DTYPE", "masks", f"masks dtype is {masks.dtype}, expected torch.uint8", hint=hint)
-    m = masks.as_subclass(torch.Tensor)
+    m = masks
     if not m.numel():
         return True
     if m.dtype in (torch.uint8, torch.bool):  # two passes over the pixels: row and column maxima
@@ -481,11 +491,13 @@ class _Parsed:
 
 def _validate(image: Any, target: Any, c: _Collector, num_classes: int | None, num_keypoints: int | None,
               require_masks: bool | None) -> _Parsed:
-    parsed = _Parsed(size=_check_image(image, c))
+    parsed = _Parsed(size=_check_image(_plain(image), c))
     if not isinstance(target, Mapping):
         c.add("TARGET_TYPE", "target", f"target is a {type(target).__name__}, expected a dict of tensors")
         return parsed
     _check_keys(target, c, require_masks)
+    _check_canvas(target.get("boxes"), parsed.size, c)
+    target = {k: _plain(v) for k, v in target.items()}
     if _is_zero_box_negative(target):
         c.add("NEGATIVE_SAMPLE_ENCODING", "boxes", "an image without objects is encoded as one zero box with "
               "label 0", instance=0, hint="use boxes of shape [0, 4] and labels of shape [0]")
@@ -501,7 +513,7 @@ def _validate(image: Any, target: Any, c: _Collector, num_classes: int | None, n
     masks = None  # well-formed masks only, for the area check
     if "masks" in target and "masks" not in bad_count:
         if _check_masks(target["masks"], parsed.size, boxes, c):
-            masks = target["masks"].as_subclass(torch.Tensor)
+            masks = target["masks"]
     if "area" in target and "area" not in bad_count:
         _check_area(target["area"], boxes, masks, c)
     if "keypoints" in target and "keypoints" not in bad_count:

@@ -7,6 +7,7 @@ machine varies by a few percent; the tolerances below are wider than that and sa
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -54,17 +55,29 @@ def pennfudan_sized(tmp_path_factory) -> Path:
     return generate("pennfudan", tmp_path_factory.mktemp("pfbig"), count=40, seed=21, size=(416, 320))
 
 
+def paired_median_ratio(base, fn, rounds: int = 15) -> float:
+    """Median over rounds of time(fn) / time(base), each pair run back to back."""
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        base()
+        middle = time.perf_counter()
+        fn()
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+    return statistics.median(ratios)
+
+
 def test_validation_costs_at_most_ten_percent_more_than_iterating(benchmark, pennfudan_sized):
     ds = PennFudanDataset(pennfudan_sized)
-    it, val = interleaved_minimums([lambda: _iterate(ds), lambda: validate_dataset(ds, num_classes=2)], rounds=11)
+    ratio = paired_median_ratio(lambda: _iterate(ds), lambda: validate_dataset(ds, num_classes=2))
     small = PennFudanDataset(FIXTURES / "pennfudan" / "train")
-    it_s, val_s = interleaved_minimums([lambda: _iterate(small), lambda: validate_dataset(small)], rounds=5)
-    benchmark.extra_info.update(validate_over_iterate=round(val / it, 3),
-                                validate_over_iterate_160x128_fixture=round(val_s / it_s, 3))
+    small_ratio = paired_median_ratio(lambda: _iterate(small), lambda: validate_dataset(small), rounds=5)
+    benchmark.extra_info.update(validate_over_iterate=round(ratio, 3),
+                                validate_over_iterate_160x128_fixture=round(small_ratio, 3))
     benchmark.pedantic(validate_dataset, args=(ds,), rounds=3, iterations=1)
-    # Target: at most 10% more. Repeated runs of this comparison on an idle 2-core machine scatter by about
-    # +-5% (measured: 1.10-1.13 for the same code), so the assertion allows the target plus that scatter.
-    assert val / it <= 1.15, f"validation costs {val / it:.2f}x iterating on 416x320 images"
+    # Target: at most 10% more. The median of paired ratios scatters by a few percent between runs on an
+    # idle 2-core machine (measured 1.086-1.095 for the same code), so the assertion allows 5% on top.
+    assert ratio <= 1.15, f"validation costs {ratio:.2f}x iterating on 416x320 images"
 
 
 def test_pennfudan_getitem_is_not_slower_than_the_tutorial_class(benchmark):

@@ -64,10 +64,17 @@ def instance_ids(ids: torch.Tensor) -> torch.Tensor:
     return found[found != 0].to(ids.dtype)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def header_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header; PIL opens lazily, so no pixel is decoded."""
+    """(height, width) from the file header, no pixel decoded: PNG's IHDR read directly, else Pillow."""
     try:
-        with Image.open(path) as im:
+        with open(path, "rb") as f:
+            head = f.read(24)
+        if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+        with Image.open(path) as im:  # opening reads the header only
             return im.height, im.width
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
