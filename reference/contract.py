@@ -79,6 +79,9 @@ PER_INSTANCE_KEYS = ("labels", "area", "iscrowd", "masks", "keypoints")
 # How far (pixels) the box of a mask may sit from the given box before MASK_BOX_MISMATCH: one pixel for the
 # inclusive/exclusive corner conventions plus one for resampling.
 MASK_BOX_TOLERANCE_PX = 2.0
+# Float rounding slack of BOX_OUT_OF_BOUNDS: resizing a box that touches the border by H'/H in float32 can
+# land it 1e-6 beyond the new border, which no model minds.
+BOUNDS_EPS_PX = 1e-3
 # Relative slack of AREA_INCONSISTENT: areas are compared with both the box and the mask area.
 AREA_REL_TOLERANCE = 0.05
 
@@ -314,7 +317,7 @@ def _check_boxes(target: Mapping, size: tuple[int, int] | None, c: _Collector) -
         if degenerate:
             c.add("BOX_DEGENERATE", "boxes", f"box {_fmt(box)} has x2 <= x1 or y2 <= y1 (XYXY needs positive "
                   "width and height)", instance=i, hint=_xywh_hint(box, size))
-        if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
+        if min(x1, y1) < -BOUNDS_EPS_PX or x2 > w + BOUNDS_EPS_PX or y2 > h + BOUNDS_EPS_PX:
             hint = _xywh_hint(box, size) if degenerate else None
             c.add("BOX_OUT_OF_BOUNDS", "boxes", f"box {_fmt(box)} leaves the image [0, {w}] x [0, {h}]",
                   instance=i, hint=hint or "clamp with torchvision.ops.clip_boxes_to_image or fix the source")

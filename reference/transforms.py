@@ -1,108 +1,33 @@
-"""Transforms: the references' legacy ``(image, target)`` transforms and the tutorials' v2 pipelines.
+"""Transforms: the tutorials' pipelines as named presets, and the two v2 pieces seed 002 needs.
 
-The legacy classes behave as torchvision's ``references/detection/transforms.py`` does (one random draw per
-call, boxes ``x1' = W - x2``, masks flipped on the last axis, COCO-person keypoints swapped left/right), so
-a seeded pipeline reproduces the references' augmentation sequence. The v2 presets are built from
-``torchvision.transforms.v2``; :class:`ResizeMax` and :class:`PadSquare` are the two pieces of seed 002's
-pipeline that v2 lacks.
+The v2 presets are built from ``torchvision.transforms.v2``; :class:`ResizeMax` and :class:`PadSquare` are
+the pieces of seed 002's pipeline that v2 lacks. The references' legacy ``(image, target)`` transforms live
+in :mod:`reference.legacy_transforms` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
-from PIL import Image
-from torch import nn
-from torchvision.transforms import functional as F_legacy
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+from .legacy_transforms import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
+                                RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort, RandomShortestSize,
+                                RandomZoomOut, ScaleJitter, ToDtype, flip_keypoints)
 
 try:  # public from torchvision 0.17 on
     from torchvision.transforms.v2 import query_size
 except ImportError:  # pragma: no cover - torchvision 0.16
     from torchvision.transforms.v2._utils import query_size
 
-# COCO-person keypoints: the index each keypoint takes after a horizontal flip (left/right swapped).
-COCO_PERSON_FLIP_INDEX = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
-PER_INSTANCE = ("boxes", "labels", "area", "iscrowd", "masks", "keypoints")
-
-
-class Compose:
-    """Apply ``(image, target)`` transforms in order."""
-
-    def __init__(self, transforms: Sequence[Callable]):
-        self.transforms = list(transforms)
-
-    def __call__(self, image, target):
-        for t in self.transforms:
-            image, target = t(image, target)
-        return image, target
-
-
-class PILToTensor(nn.Module):
-    """PIL image to a uint8 [C, H, W] tensor; the target passes through."""
-
-    def forward(self, image, target=None):
-        return F_legacy.pil_to_tensor(image), target
-
-
-class ToDtype(nn.Module):
-    """Convert the image dtype, optionally scaling integer ranges to [0, 1] (``scale=True``)."""
-
-    def __init__(self, dtype: torch.dtype, scale: bool = False):
-        super().__init__()
-        self.dtype, self.scale = dtype, scale
-
-    def forward(self, image, target=None):
-        if not self.scale:
-            return image.to(dtype=self.dtype), target
-        return F_legacy.convert_image_dtype(image, self.dtype), target
-
-
-class ConvertImageDtype(ToDtype):
-    """The older name: always scales."""
-
-    def __init__(self, dtype: torch.dtype):
-        super().__init__(dtype, scale=True)
-
-
-def flip_keypoints(kps: torch.Tensor, width: int, flip_index: Sequence[int]) -> torch.Tensor:
-    """Mirror [N, K, 3] keypoints; left/right swapped by ``flip_index``; invisible points zeroed."""
-    if kps.shape[1] != len(flip_index):
-        raise ValueError(f"keypoints have K={kps.shape[1]} points but the flip index lists {len(flip_index)}; "
-                         "pass keypoint_flip_index for your skeleton (the default is COCO person's 17)")
-    out = kps[:, list(flip_index)].clone()
-    out[..., 0] = width - out[..., 0]
-    out[out[..., 2] == 0] = 0
-    return out
-
-
-class RandomHorizontalFlip(nn.Module):
-    """The references' flip: one ``torch.rand(1)`` draw per call whatever ``p``."""
-
-    def __init__(self, p: float = 0.5, keypoint_flip_index: Sequence[int] = COCO_PERSON_FLIP_INDEX):
-        super().__init__()
-        self.p = p
-        self.keypoint_flip_index = list(keypoint_flip_index)
-
-    def forward(self, image, target=None):
-        if torch.rand(1) >= self.p:
-            return image, target
-        image = F_legacy.hflip(image)
-        if target is None:
-            return image, target
-        width = image.width if isinstance(image, Image.Image) else image.shape[-1]
-        target = dict(target)
-        if "boxes" in target:
-            b = target["boxes"].clone()
-            b[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
-            target["boxes"] = b
-        if "masks" in target:
-            target["masks"] = target["masks"].flip(-1)
-        if "keypoints" in target:
-            target["keypoints"] = flip_keypoints(target["keypoints"], width, self.keypoint_flip_index)
-        return image, target
+__all__ = [  # the legacy classes are re-exported so that one import serves both families
+    "COCO_PERSON_FLIP_INDEX", "Compose", "ConvertImageDtype", "FixedSizeCrop", "PILToTensor", "PRESETS",
+    "PadSquare", "RandomHorizontalFlip", "RandomIoUCrop", "RandomPhotometricDistort", "RandomShortestSize",
+    "RandomZoomOut", "RecomputeArea", "ResizeMax", "ScaleJitter", "ToDtype", "evaluation", "flip_keypoints",
+    "get_preset", "mills", "tutorial", "tutorial_legacy",
+]
 
 
 class ResizeMax(v2.Transform):

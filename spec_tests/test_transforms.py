@@ -166,3 +166,99 @@ def test_legacy_pil_to_tensor_and_to_dtype_scale_to_unit_range():
     img = Image.new("RGB", (4, 3), (255, 0, 128))
     t, _ = T.Compose([T.PILToTensor(), T.ConvertImageDtype(torch.float)])(img, None)
     assert t.shape == (3, 3, 4) and t.dtype == torch.float32 and float(t.max()) == 1.0
+
+
+# --- the references' legacy geometric transforms -----------------------------------------------------------
+
+LEGACY = {
+    "iou_crop": lambda keep: T.RandomIoUCrop(keep_in_step=keep),
+    "zoom_out": lambda keep: T.RandomZoomOut(p=1.0, side_range=(1.0, 2.0), keep_in_step=keep),
+    "scale_jitter": lambda keep: T.ScaleJitter((48, 48), scale_range=(0.5, 2.0), keep_in_step=keep),
+    "shortest_size": lambda keep: T.RandomShortestSize([20, 30, 40], 64, keep_in_step=keep),
+    "fixed_size_crop": lambda keep: T.FixedSizeCrop((20, 24), keep_in_step=keep),
+}
+
+
+@pytest.mark.parametrize("name", list(LEGACY))
+def test_legacy_transform_keeps_valid_samples_valid(name):
+    @given(valid_samples(flavour="legacy", masks=True, min_instances=1, min_size=16, max_size=48),
+           st.integers(0, 2**31 - 1))
+    def check(s, seed):
+        torch.manual_seed(seed)
+        image, target = LEGACY[name](True)(s.image, s.target)
+        assert _errors(image, target, num_classes=s.num_classes, num_keypoints=s.num_keypoints) == []
+
+    check()
+
+
+def _crowded_sample():
+    """Three instances, one in each corner region, so that crops drop some of them."""
+    boxes = torch.tensor([[1.0, 1.0, 9.0, 9.0], [30.0, 30.0, 39.0, 39.0], [2.0, 28.0, 10.0, 38.0]])
+    masks = torch.zeros((3, 40, 40), dtype=torch.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
+        masks[k, y1:y2, x1:x2] = 1
+    target = {"boxes": boxes, "labels": torch.tensor([1, 1, 1]), "masks": masks, "image_id": torch.tensor([0]),
+              "area": (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), "iscrowd": torch.zeros(3).long()}
+    return torch.rand((3, 40, 40)), target
+
+
+@pytest.mark.parametrize("name,code", [("iou_crop", "MASKS_SHAPE"), ("zoom_out", "MASKS_SHAPE"),
+                                       ("fixed_size_crop", "COUNT_MISMATCH")])
+def test_reference_mode_shows_the_references_defect_that_ours_fixes(name, code):
+    image, target = _crowded_sample()
+    broken = fixed = None
+    for seed in range(50):  # a seed where the crop drops an instance (or the zoom-out moves the canvas)
+        torch.manual_seed(seed)
+        ref = LEGACY[name](False)(image, target)
+        if code in {v.code for v in validate_sample(*ref)}:
+            torch.manual_seed(seed)
+            broken, fixed = ref, LEGACY[name](True)(image, target)
+            break
+    assert broken is not None, f"no seed made the reference-mode {name} break {code}"
+    assert _errors(*fixed) == []
+    assert torch.equal(broken[1]["boxes"], fixed[1]["boxes"])  # same draws, same boxes: only the fix differs
+
+
+def _draws_after(fn) -> torch.Tensor:
+    torch.manual_seed(0)
+    fn()
+    return torch.rand(1)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("zoom_out", lambda: (torch.rand(1), torch.rand(1), torch.rand(2))),
+    ("scale_jitter", lambda: torch.rand(1)),
+    ("shortest_size", lambda: torch.randint(3, (1,))),
+    ("fixed_size_crop", lambda: torch.rand(1)),
+])
+def test_legacy_transforms_take_the_references_random_draws(name, expected):
+    image, target = _crowded_sample()
+    assert torch.equal(_draws_after(lambda: LEGACY[name](True)(image, target)), _draws_after(expected))
+
+
+def test_iou_crop_leave_as_is_option_takes_one_draw():
+    image, target = _crowded_sample()
+    crop = T.RandomIoUCrop(sampler_options=[1.0])
+    assert torch.equal(_draws_after(lambda: crop(image, target)), _draws_after(lambda: torch.randint(0, 1, (1,))))
+
+
+def test_fixed_size_crop_draws_nothing_when_it_only_pads():
+    image, target = _crowded_sample()
+    assert torch.equal(_draws_after(lambda: T.FixedSizeCrop((50, 60))(image, target)), _draws_after(lambda: None))
+
+
+def test_photometric_distort_draws_seven_numbers_when_nothing_applies():
+    image, _ = _crowded_sample()
+    distort = T.RandomPhotometricDistort(p=0.0)
+    assert torch.equal(_draws_after(lambda: distort(image, None)), _draws_after(lambda: torch.rand(7)))
+    assert torch.equal(distort(image, None)[0], image)
+
+
+def test_photometric_distort_is_reproducible_and_leaves_the_target_alone():
+    image, target = _crowded_sample()
+    distort = T.RandomPhotometricDistort(p=1.0)
+    torch.manual_seed(4)
+    a, ta = distort(image, target)
+    torch.manual_seed(4)
+    b, _ = distort(image, target)
+    assert torch.equal(a, b) and not torch.equal(a, image) and ta is target
