@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from .coco_eval import STAT_NAMES, CocoResult
+from .paths import fixtures_dir
 
-EXPECTED = Path(__file__).resolve().parent.parent / "fixtures" / "expected_results.json"
 
 
 class GateError(AssertionError):
@@ -46,7 +46,12 @@ def torch_line(version: str = torch.__version__) -> str:
     return f"{major}.{minor}"
 
 
-def gate_for(recipe: str, version: str = torch.__version__, path: Path = EXPECTED) -> list[GateCheck]:
+def expected_results_path() -> Path:
+    return fixtures_dir() / "expected_results.json"
+
+
+def gate_for(recipe: str, version: str = torch.__version__, path: Path | None = None) -> list[GateCheck]:
+    path = path or expected_results_path()
     table = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_")}
     lines = table.get(recipe)
     if lines is None:

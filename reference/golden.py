@@ -21,8 +21,8 @@ from torchvision.ops import box_iou
 
 from .checkpoint import atomic_write_json
 from .models import BUILDERS, build_model
+from .paths import fixtures_dir
 
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 RTOL = ATOL = 0.01  # torchvision's model tests use the same
 TOP_K = 20  # detections kept per image
 MIN_MATCHED = 0.9  # share of stored detections that must find a partner (NMS may swap borderline ones)
@@ -143,8 +143,12 @@ def compare(actual: dict[str, Any], expected: dict[str, Any], rtol: float = RTOL
     return diffs
 
 
-def path_for(name: str, folder: Path = GOLDEN_DIR) -> Path:
-    return folder / f"{name}.json"
+def golden_dir() -> Path:
+    return fixtures_dir() / "golden"
+
+
+def path_for(name: str, folder: Path | None = None) -> Path:
+    return (folder or golden_dir()) / f"{name}.json"
 
 
 def save(record: dict[str, Any], path: Path) -> None:
@@ -153,7 +157,7 @@ def save(record: dict[str, Any], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m reference.golden", description="Regenerate golden outputs.")
-    p.add_argument("--out", default=str(GOLDEN_DIR))
+    p.add_argument("--out", default=str(golden_dir()))
     p.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     a = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))

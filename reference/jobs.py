@@ -21,14 +21,13 @@ from .contract import Report, validate_dataset
 from .datasets import open_dataset
 from .engine import evaluate, predict
 from .models import build_model
+from .paths import fixtures_dir
 from .render import save_png, side_by_side
 from .report import build_report, write_report
 from .training import FitConfig, FitResult, Recipe, fit, get_recipe, make_loader, transforms_for
 
 log = logging.getLogger(__name__)
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-DEFAULT_DATA = FIXTURES / "pennfudan"
 
 
 class JobError(ValueError):
@@ -199,7 +198,7 @@ def write_prediction_pictures(checkpoint: Path, val: Dataset, out_dir: Path, cou
 
 def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None) -> dict[str, Any]:
     """The main job on the bundled data: validate, train the small model, evaluate, report, draw."""
-    data = DEFAULT_DATA
+    data = fixtures_dir() / "pennfudan"
     validation: dict[str, Report] = {}
     for split in ("train", "val"):
         validation[split] = validate_dataset(open_dataset(data / split, "pennfudan"), num_classes=2)
