@@ -1,4 +1,4 @@
-"""Where the bundled files are: ``fixtures/`` in a checkout, ``reference/fixtures`` once installed."""
+"""Where the bundled files are: ``reference/fixtures`` once installed, ``fixtures/`` in a checkout."""
 
 from __future__ import annotations
 
@@ -8,4 +8,7 @@ from pathlib import Path
 
 def fixtures_dir() -> Path:
     """The bundled fixtures folder (default data, golden outputs, expected results)."""
-    return Path(str(files("reference.fixtures")))
+    try:
+        return Path(str(files("reference.fixtures")))
+    except ModuleNotFoundError:  # imported from a source checkout that is not installed
+        return Path(__file__).resolve().parent.parent / "fixtures"

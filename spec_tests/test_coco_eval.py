@@ -175,15 +175,26 @@ def test_thread_count_is_restored_even_on_error(monkeypatch):
     assert torch.get_num_threads() == 2
 
 
-def test_faster_coco_eval_backend_gives_identical_stats():
-    pytest.importorskip("faster_coco_eval", reason="optional extra faster-coco-eval is not installed")
-    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
-    model = build_model("small_maskrcnn", 2)
+def _imperfect_detections(dataset):
+    """Ground truth with per-image shifts, rolled masks and one false positive each: AP well inside (0, 1)."""
     gt, dets = GroundTruth(), {"bbox": [], "segm": []}
-    for t, out, (h, w) in engine.predict(model, _loader(ds), "cpu"):
-        gt.add(t["image_id"], h, w, t)
+    for i in range(len(dataset)):
+        image, t = dataset[i]
+        gt.add(t["image_id"], image.shape[-2], image.shape[-1], t)
+        shift = i % 4
+        masks = torch.cat([t["masks"].roll(shift, dims=-1), t["masks"][:1].roll(40, dims=-1)])
+        out = {"boxes": torch.cat([t["boxes"] + shift, t["boxes"][:1] + 40]),
+               "labels": torch.ones(len(masks), dtype=torch.int64),
+               "scores": torch.linspace(0.9, 0.4, len(masks)), "masks": masks[:, None].float()}
         for iou in dets:
             dets[iou] += detections_to_coco(t["image_id"], out, iou)
+    return gt, dets
+
+
+def test_faster_coco_eval_backend_gives_identical_stats():
+    pytest.importorskip("faster_coco_eval", reason="optional extra faster-coco-eval is not installed")
+    gt, dets = _imperfect_detections(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()))
     a, b = score(gt, dets, "pycocotools"), score(gt, dets, "faster_coco_eval")
+    assert 0.2 < a.stats["bbox"][0] < 0.95 and 0.2 < a.stats["segm"][0] < 0.95
     for iou in a.stats:
         assert b.stats[iou] == pytest.approx(a.stats[iou], abs=1e-6), iou
