@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torchvision
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -78,14 +80,42 @@ class PadSquare(v2.Transform):
     _get_params, _transform = make_params, transform  # the names torchvision < 0.21 calls
 
 
-def _sanitize() -> v2.SanitizeBoundingBoxes:
+def _labels_getter(sample: Any):
+    target = sample[1]
+    return tuple(target[k] for k in ("labels", "area", "iscrowd") if k in target)
+
+
+class _SanitizeInstances(v2.Transform):
+    """For torchvision < 0.17, whose ``SanitizeBoundingBoxes`` filters at most one extra field: drops boxes
+    under ``min_size`` or outside the canvas, with every per-instance field of the target."""
+
+    def __init__(self, min_size: float = 1.0):
+        super().__init__()
+        self.min_size = min_size
+
+    def forward(self, *inputs: Any) -> Any:
+        image, target = inputs if len(inputs) == 2 else inputs[0]
+        boxes = target["boxes"]
+        h, w = boxes.canvas_size
+        b = boxes.as_subclass(torch.Tensor)
+        valid = ((b[:, 2] - b[:, 0]) >= self.min_size) & ((b[:, 3] - b[:, 1]) >= self.min_size)
+        valid &= (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
+        per_instance = ("boxes", "labels", "area", "iscrowd", "masks", "keypoints")
+        out = {}
+        for k, v in target.items():
+            if k in per_instance:
+                kept = v[valid]
+                v = tv_tensors.wrap(kept, like=v) if isinstance(v, tv_tensors.TVTensor) else kept
+            out[k] = v
+        return image, out
+
+
+def _sanitize() -> v2.Transform:
     """Filter degenerate boxes and every per-instance field with them (area and iscrowd included)."""
-
-    def getter(sample: Any):
-        target = sample[1]
-        return tuple(target[k] for k in ("labels", "area", "iscrowd") if k in target)
-
-    return v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=getter)
+    major, minor = (int(x) for x in torchvision.__version__.split(".")[:2])
+    if (major, minor) < (0, 17):  # labels_getter may return only one tensor there
+        return _SanitizeInstances(min_size=1.0)
+    return v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=_labels_getter)
 
 
 class RecomputeArea(v2.Transform):
@@ -119,7 +149,9 @@ def mills(train: bool, size: int = 160) -> v2.Compose:
         return v2.Compose([ResizeMax(size), PadSquare(), v2.Resize([size, size], antialias=True),
                            v2.ToDtype(torch.float, scale=True), v2.ToPureTensor()])
     return v2.Compose([
-        v2.RandomIoUCrop(min_scale=0.5, sampler_options=[0.0, 0.1, 0.3, 0.5], trials=20),
+        # 1.0 ("leave as is") among the options: without it an image whose only box sits within a pixel of
+        # the right or bottom border has no valid crop, and the crop loop would never end
+        v2.RandomIoUCrop(min_scale=0.5, sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0], trials=20),
         _sanitize(),
         ResizeMax(size),
         PadSquare(shift=True),

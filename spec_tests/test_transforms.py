@@ -262,3 +262,30 @@ def test_photometric_distort_is_reproducible_and_leaves_the_target_alone():
     torch.manual_seed(4)
     b, _ = distort(image, target)
     assert torch.equal(a, b) and not torch.equal(a, image) and ta is target
+
+
+@given(valid_samples(flavour="v2", masks=True, keypoints=False, min_instances=1), st.data())
+def test_old_torchvision_sanitiser_matches_the_library_one(s, data):
+    # torchvision < 0.17 cannot filter several fields with SanitizeBoundingBoxes; the fallback must agree with it
+    boxes = s.target["boxes"].as_subclass(torch.Tensor).clone()
+    flat = data.draw(st.lists(st.booleans(), min_size=len(boxes), max_size=len(boxes)))
+    boxes[torch.tensor(flat), 2] = boxes[torch.tensor(flat), 0]  # zero-width boxes, to be dropped
+    target = {**s.target, "boxes": tv_tensors.wrap(boxes, like=s.target["boxes"])}
+    _, ours = T._SanitizeInstances(min_size=1.0)(s.image, dict(target))
+    _, lib = v2.SanitizeBoundingBoxes(min_size=1.0, labels_getter=T._labels_getter)(s.image, dict(target))
+    assert len(ours["boxes"]) == len(boxes) - sum(flat)
+    for key in ("boxes", "labels", "area", "iscrowd", "masks"):
+        assert torch.equal(_plain(ours[key]), _plain(lib[key])), key
+    assert type(ours["boxes"]) is tv_tensors.BoundingBoxes and type(ours["masks"]) is tv_tensors.Mask
+
+
+def test_mills_preset_terminates_when_no_crop_can_keep_the_only_box():
+    # a 1-pixel box in the bottom-right corner: no crop keeps its centre, so only "leave as is" ends the loop
+    masks = torch.zeros((1, 16, 16), dtype=torch.uint8)
+    masks[0, 15, 15] = 1
+    target = {"boxes": tv_tensors.BoundingBoxes([[15.0, 15.0, 16.0, 16.0]], format="XYXY", canvas_size=(16, 16)),
+              "labels": torch.tensor([1]), "masks": tv_tensors.Mask(masks), "area": torch.tensor([1.0]),
+              "iscrowd": torch.tensor([0]), "image_id": 0}
+    torch.manual_seed(0)
+    image, out = T.get_preset("mills", train=True)(tv_tensors.Image(torch.zeros((3, 16, 16))), target)
+    assert tuple(image.shape[-2:]) == (160, 160)
