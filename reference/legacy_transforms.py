@@ -84,6 +84,16 @@ def _box_area(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
+def _crop_keypoints(kps: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    """Keypoints in the crop's coordinates; points that fall outside it become (0, 0, 0), COCO's absent."""
+    out = kps.clone()
+    out[..., 0] -= left
+    out[..., 1] -= top
+    outside = (out[..., 0] < 0) | (out[..., 1] < 0) | (out[..., 0] > width) | (out[..., 1] > height)
+    out[outside] = 0
+    return out
+
+
 def _select(target: Target, keep: torch.Tensor, keys: Sequence[str]) -> None:
     for k in keys:
         if k in target:
@@ -179,12 +189,7 @@ class RandomIoUCrop(nn.Module):
             if "masks" in target:
                 target["masks"] = F.crop(target["masks"], top, left, height, width)
             if "keypoints" in target:
-                kp = target["keypoints"].clone()
-                kp[..., 0] -= left
-                kp[..., 1] -= top
-                outside = (kp[..., 0] < 0) | (kp[..., 1] < 0) | (kp[..., 0] > width) | (kp[..., 1] > height)
-                kp[outside] = 0
-                target["keypoints"] = kp
+                target["keypoints"] = _crop_keypoints(target["keypoints"], top, left, height, width)
             if "area" in target:
                 target["area"] = _box_area(boxes)
         return F.crop(image, top, left, height, width), target
@@ -373,10 +378,5 @@ class FixedSizeCrop(nn.Module):
             if "area" in target:
                 target["area"] = _box_area(target["boxes"])
             if "keypoints" in target:
-                kp = target["keypoints"].clone()
-                kp[..., 0] -= left
-                kp[..., 1] -= top
-                outside = (kp[..., 0] < 0) | (kp[..., 1] < 0) | (kp[..., 0] > width) | (kp[..., 1] > height)
-                kp[outside] = 0
-                target["keypoints"] = kp
+                target["keypoints"] = _crop_keypoints(target["keypoints"], top, left, height, width)
         return target
