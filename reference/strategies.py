@@ -242,17 +242,16 @@ def _break(code: str, s: Sample, k: int) -> Sample:
 # What a rule needs of the valid sample it breaks.
 _NEEDS: dict[str, dict[str, Any]] = {
     **{c: {"min_instances": 1} for c in (
-        "COUNT_MISMATCH", "BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS", "LABEL_BACKGROUND",
-        "LABEL_NEGATIVE", "LABEL_OUT_OF_RANGE", "AREA_NEGATIVE", "AREA_INCONSISTENT", "ISCROWD_VALUES")},
+        "COUNT_MISMATCH", "LABEL_BACKGROUND", "LABEL_NEGATIVE", "LABEL_OUT_OF_RANGE", "AREA_NEGATIVE",
+        "AREA_INCONSISTENT", "ISCROWD_VALUES")},
+    # broken box coordinates would also break the masks' agreement with them
+    **{c: {"min_instances": 1, "masks": False} for c in ("BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS")},
     "MASKS_SHAPE": {"masks": True}, "MASKS_DTYPE": {"masks": True},
     "MASKS_VALUES": {"masks": True, "min_instances": 1}, "MASK_EMPTY": {"masks": True, "min_instances": 1},
     "MASK_BOX_MISMATCH": {"masks": True, "min_instances": 1, "min_side": 4},
     "KEYPOINTS_SHAPE": {"keypoints": True, "min_instances": 1},
     "KEYPOINTS_DTYPE": {"keypoints": True}, "KEYPOINTS_VISIBILITY": {"keypoints": True, "min_instances": 1},
     "CANVAS_MISMATCH": {"flavour": "v2"},
-    "BOX_OUT_OF_BOUNDS": {"min_instances": 1, "masks": False},
-    "BOX_DEGENERATE": {"min_instances": 1, "masks": False},
-    "BOXES_NONFINITE": {"min_instances": 1, "masks": False},
 }
 
 
