@@ -20,6 +20,7 @@ from .coco_eval import CocoResult
 from .contract import Report, validate_dataset
 from .datasets import open_dataset
 from .engine import evaluate, predict
+from .gate import check_gate, gate_for
 from .models import build_model
 from .paths import fixtures_dir
 from .render import save_png, side_by_side
@@ -29,13 +30,12 @@ from .training import FitConfig, FitResult, Recipe, fit, get_recipe, make_loader
 log = logging.getLogger(__name__)
 
 
-
 class JobError(ValueError):
     """Bad input to a job (unknown names, unusable device, data of the wrong layout); exit code 2."""
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise JobError("--device cuda: CUDA is not available on this machine")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise JobError("--device mps: MPS is not available on this machine")
@@ -205,8 +205,6 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None)
         if not validation[split].ok:
             raise JobError(f"bundled data {data / split} breaks the contract:\n{validation[split].render_text()}")
     result, report = run_train(TrainOptions(data=data, out=out, epochs=epochs, seed=seed), on_epoch=on_epoch)
-    from .gate import check_gate, gate_for
-
     report["validation"] = {k: v.to_dict()["summary"] for k, v in validation.items()}
     report["gate"] = [str(c) for c in check_gate(result.final, gate_for("ci"))] if epochs is None else \
         ["not checked: --epochs differs from the recipe"]
