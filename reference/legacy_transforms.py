@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.ops import box_iou
+from torchvision.ops import box_iou, masks_to_boxes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from torchvision.transforms import transforms as T
@@ -380,3 +380,79 @@ class FixedSizeCrop(nn.Module):
             if "keypoints" in target:
                 target["keypoints"] = _crop_keypoints(target["keypoints"], top, left, height, width)
         return target
+
+
+def _paste(image: torch.Tensor, target: Target, paste_image: torch.Tensor, paste_target: Target, blending: bool,
+           interpolation: InterpolationMode, keep_in_step: bool) -> tuple[torch.Tensor, Target]:
+    """Paste a random subset of ``paste_target``'s instances onto ``image`` (one ``randint`` draw)."""
+    n = len(paste_target["masks"])
+    if n < 1:
+        return image, target
+    pick = torch.unique(torch.randint(0, n, (n,), device=paste_image.device)).long()
+    p_masks, p_boxes = paste_target["masks"][pick], paste_target["boxes"][pick]
+    size, p_size = image.shape[-2:], paste_image.shape[-2:]
+    sx, sy = size[1] / p_size[1], size[0] / p_size[0]
+    if size != p_size:  # the paper pastes between equal-sized crops; the references resize instead
+        paste_image = F.resize(paste_image, list(size), interpolation=interpolation)
+        p_masks = F.resize(p_masks, list(size), interpolation=InterpolationMode.NEAREST)
+        p_boxes = p_boxes * torch.tensor([sx, sy, sx, sy], dtype=p_boxes.dtype, device=p_boxes.device)
+    alpha = p_masks.sum(dim=0) > 0
+    if blending:  # a blurred bool mask stays bool: the edge moves by at most a pixel or two
+        alpha = F.gaussian_blur(alpha.unsqueeze(0), kernel_size=[5, 5], sigma=[2.0])
+    image = image * ~alpha + paste_image * alpha
+    masks = target["masks"] * ~alpha
+    keep = masks.sum((-1, -2)) > 0
+    masks = masks[keep]
+    out = dict(target)
+    out["masks"] = torch.cat([masks, p_masks])
+    out["boxes"] = torch.cat([masks_to_boxes(masks).to(p_boxes.dtype), p_boxes])
+    out["labels"] = torch.cat([target["labels"][keep], paste_target["labels"][pick]])
+    if "area" in target:
+        out["area"] = out["masks"].sum((-1, -2)).to(torch.float32)
+    if "iscrowd" in target and "iscrowd" in paste_target:
+        if keep_in_step or len(target["iscrowd"]) == len(keep):
+            out["iscrowd"] = torch.cat([target["iscrowd"][keep], paste_target["iscrowd"][pick]])
+    if keep_in_step and "keypoints" in target and "keypoints" in paste_target:
+        p_kps = paste_target["keypoints"][pick].clone()
+        p_kps[..., 0] *= sx
+        p_kps[..., 1] *= sy
+        out["keypoints"] = torch.cat([target["keypoints"][keep], p_kps])
+    valid = (out["boxes"][:, 2:] > out["boxes"][:, :2]).all(dim=1)
+    if not valid.all():
+        fields = ("masks", "labels", "area") + (("iscrowd", "keypoints") if keep_in_step else ())
+        out["boxes"] = out["boxes"][valid]
+        _select(out, valid, fields)
+        if not keep_in_step and "iscrowd" in out and len(out["iscrowd"]) == len(valid):
+            out["iscrowd"] = out["iscrowd"][valid]
+    return image, out
+
+
+class SimpleCopyPaste(nn.Module):
+    """Copy-paste augmentation over a batch: image i receives a random subset of the instances of image i - 1.
+
+    As the references: boxes of the instances that stay are recomputed from their masks (``masks_to_boxes``,
+    last pixel's index), instances fully covered are dropped, ``area`` becomes the mask area, degenerate boxes
+    are removed. Kept in step here (``keep_in_step``): ``iscrowd`` always, and keypoints, which the
+    references leave with the old instance count.
+    """
+
+    def __init__(self, blending: bool = True, resize_interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+                 keep_in_step: bool = True):
+        super().__init__()
+        self.blending, self.resize_interpolation, self.keep_in_step = blending, resize_interpolation, keep_in_step
+
+    def forward(self, images: Sequence[torch.Tensor], targets: Sequence[Target]):
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        for i, t in enumerate(targets):
+            missing = [k for k in ("masks", "boxes", "labels") if k not in t]
+            if missing:
+                raise ValueError(f"SimpleCopyPaste needs masks, boxes and labels; target {i} lacks {missing}")
+        rolled = list(zip(images[-1:] + images[:-1], targets[-1:] + targets[:-1]))
+        out_images, out_targets = [], []
+        for image, target, (p_image, p_target) in zip(images, targets, rolled):
+            image, target = _paste(image, target, p_image, p_target, self.blending, self.resize_interpolation,
+                                   self.keep_in_step)
+            out_images.append(image)
+            out_targets.append(target)
+        return out_images, out_targets

@@ -17,7 +17,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .legacy_transforms import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
                                 RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort, RandomShortestSize,
-                                RandomZoomOut, ScaleJitter, ToDtype, flip_keypoints)
+                                RandomZoomOut, ScaleJitter, SimpleCopyPaste, ToDtype, flip_keypoints)
 
 try:  # public from torchvision 0.17 on
     from torchvision.transforms.v2 import query_size
@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - torchvision 0.16
 __all__ = [  # the legacy classes are re-exported so that one import serves both families
     "COCO_PERSON_FLIP_INDEX", "Compose", "ConvertImageDtype", "FixedSizeCrop", "PILToTensor", "PRESETS",
     "PadSquare", "RandomHorizontalFlip", "RandomIoUCrop", "RandomPhotometricDistort", "RandomShortestSize",
-    "RandomZoomOut", "RecomputeArea", "ResizeMax", "ScaleJitter", "ToDtype", "evaluation", "flip_keypoints",
+    "RandomZoomOut", "RecomputeArea", "ResizeMax", "ScaleJitter", "SimpleCopyPaste", "ToDtype", "evaluation",
+    "flip_keypoints",
     "get_preset", "mills", "tutorial", "tutorial_legacy",
 ]
 

@@ -294,3 +294,84 @@ def test_mills_preset_terminates_when_no_crop_can_keep_the_only_box():
     torch.manual_seed(0)
     image, out = T.get_preset("mills", train=True)(tv_tensors.Image(torch.zeros((3, 16, 16))), target)
     assert tuple(image.shape[-2:]) == (160, 160)
+
+
+# --- copy-paste -------------------------------------------------------------------------------------------
+
+def _batch(samples):
+    images = [_plain(s.image) for s in samples]
+    targets = [{k: _plain(v) for k, v in s.target.items()} for s in samples]
+    return images, targets
+
+
+@given(st.lists(valid_samples(flavour="v2", masks=True, keypoints=False, min_size=8, max_size=24), min_size=2,
+                max_size=3), st.integers(0, 2**31 - 1))
+def test_copy_paste_keeps_a_batch_of_valid_samples_valid(samples, seed):
+    images, targets = _batch(samples)
+    torch.manual_seed(seed)
+    out_images, out_targets = T.SimpleCopyPaste()(images, targets)
+    classes = max(s.num_classes for s in samples)
+    for image, target, source in zip(out_images, out_targets, images):
+        assert image.shape == source.shape
+        assert _errors(image, target, num_classes=classes) == []
+
+
+def _two_images():
+    images, targets = [], []
+    for offset in (0, 20):
+        masks = torch.zeros((2, 40, 40), dtype=torch.uint8)
+        masks[0, 2 + offset // 2:12 + offset // 2, 2:12] = 1
+        masks[1, 25:35, 5 + offset:15 + offset] = 1
+        boxes = torch.tensor([[2.0, 2 + offset // 2, 12.0, 12 + offset // 2], [5.0 + offset, 25, 15.0 + offset, 35]])
+        kps = torch.zeros((2, 3, 3))
+        kps[..., 0], kps[..., 1], kps[..., 2] = boxes[:, None, 0] + 1, boxes[:, None, 1] + 1, 2.0
+        images.append(torch.full((3, 40, 40), offset / 40))
+        targets.append({"boxes": boxes, "labels": torch.tensor([1, 2]), "masks": masks, "image_id": offset,
+                        "area": torch.tensor([100.0, 100.0]), "iscrowd": torch.tensor([0, 1]), "keypoints": kps})
+    return images, targets
+
+
+def test_copy_paste_takes_one_randint_draw_per_image():
+    images, targets = _two_images()
+    after = _draws_after(lambda: T.SimpleCopyPaste()(images, targets))
+    assert torch.equal(after, _draws_after(lambda: (torch.randint(0, 2, (2,)), torch.randint(0, 2, (2,)))))
+
+
+def test_copy_paste_adds_the_picked_instances_and_their_pixels():
+    images, targets = _two_images()
+    torch.manual_seed(0)
+    pick = torch.unique(torch.randint(0, 2, (2,)))
+    torch.manual_seed(0)
+    out_images, out_targets = T.SimpleCopyPaste(blending=False)(images, targets)
+    first = out_targets[0]
+    assert len(first["labels"]) == 2 + len(pick)  # nothing of image 0 is fully covered by image 1's objects
+    assert torch.equal(first["labels"][2:], targets[1]["labels"][pick])
+    pasted = targets[1]["masks"][pick].sum(0) > 0
+    assert torch.equal(out_images[0][:, pasted], images[1][:, pasted])
+    assert torch.equal(first["area"], first["masks"].sum((-1, -2)).float())
+
+
+def test_copy_paste_reference_mode_leaves_keypoints_behind_and_ours_does_not():
+    images, targets = _two_images()
+    torch.manual_seed(1)
+    _, ref = T.SimpleCopyPaste(keep_in_step=False)(images, targets)
+    torch.manual_seed(1)
+    _, ours = T.SimpleCopyPaste()(images, targets)
+    assert "COUNT_MISMATCH" in {v.code for v in validate_sample(images[0], ref[0])}
+    assert _errors(images[0], ours[0]) == [] and len(ours[0]["keypoints"]) == len(ours[0]["boxes"])
+    assert torch.equal(ref[0]["boxes"], ours[0]["boxes"])
+
+
+def test_copy_paste_names_a_missing_field():
+    images, targets = _two_images()
+    del targets[1]["masks"]
+    with pytest.raises(ValueError, match=r"target 1 lacks \['masks'\]"):
+        T.SimpleCopyPaste()(images, targets)
+
+
+@given(valid_samples(flavour="legacy", keypoints=False), st.integers(0, 2**31 - 1))
+def test_photometric_distort_keeps_valid_samples_valid(s, seed):
+    torch.manual_seed(seed)
+    image, target = T.Compose([T.PILToTensor(), T.ToDtype(torch.float, scale=True),
+                               T.RandomPhotometricDistort(p=0.5)])(s.image, s.target)
+    assert _errors(image, target, num_classes=s.num_classes, model_ready=True) == []
