@@ -241,7 +241,7 @@ def _check_image(image: Any, c: _Collector) -> tuple[int, int] | None:
     elif not image.is_floating_point():
         c.add("IMAGE_DTYPE", "image", f"image dtype is {image.dtype}, expected uint8 or a float type")
     elif image.numel():
-        lo, hi = (float(v) for v in torch.aminmax(image.as_subclass(torch.Tensor)))
+        lo, hi = (float(v) for v in torch.aminmax(image))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             c.add("IMAGE_RANGE", "image", "image holds NaN or inf values", severity=Severity.ERROR)
         elif lo < 0.0 or hi > 1.0:

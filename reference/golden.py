@@ -160,7 +160,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=str(golden_dir()))
     p.add_argument("--models", nargs="+", default=list(BUILDERS), choices=list(BUILDERS))
     a = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     for name in a.models:
         record = compute(golden_model(name), name)
         save(record, path_for(name, Path(a.out)))

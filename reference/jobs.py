@@ -149,8 +149,9 @@ def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, bac
     model, state = load_model(checkpoint, dev)
     recipe = get_recipe(state.get("recipe", "ci"))
     ds = _open(data / "val" if (data / "val").is_dir() else data, fmt, recipe, False)
-    if _num_classes(ds) != int(state["num_classes"]):
-        raise JobError(f"{data}: {_num_classes(ds)} classes, the checkpoint's model has {state['num_classes']}")
+    classes = _num_classes(ds)
+    if classes != int(state["num_classes"]):
+        raise JobError(f"{data}: {classes} classes, the checkpoint's model has {state['num_classes']}")
     return evaluate(model, make_loader(ds, 4, train=False, seed=0, epoch=0), dev, backend=backend)
 
 

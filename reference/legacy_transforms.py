@@ -278,8 +278,14 @@ class RandomPhotometricDistort(nn.Module):
         return image, target
 
 
-def _resize_target(target: Target, old: tuple[int, int], new: tuple[int, int], keep_in_step: bool) -> Target:
-    (oh, ow), (nh, nw) = old, new
+def _rescale(image, target: Target | None, r: float | torch.Tensor, interpolation: InterpolationMode,
+             keep_in_step: bool):
+    """Resize the image by ``r`` (sides truncated to ints, as the references) and its target with it."""
+    oh, ow = _size(image)
+    nh, nw = int(oh * r), int(ow * r)
+    image = F.resize(image, [nh, nw], interpolation=interpolation)
+    if target is None:
+        return image, target
     target = dict(target)
     boxes = target["boxes"].clone()
     boxes[:, 0::2] *= nw / ow
@@ -295,7 +301,7 @@ def _resize_target(target: Target, old: tuple[int, int], new: tuple[int, int], k
             target["keypoints"] = kp
         if "area" in target:
             target["area"] = target["area"] * (nw / ow) * (nh / oh)
-    return target
+    return image, target
 
 
 class ScaleJitter(nn.Module):
@@ -310,12 +316,8 @@ class ScaleJitter(nn.Module):
     def forward(self, image, target=None):
         h, w = _size(image)
         scale = self.scale_range[0] + torch.rand(1) * (self.scale_range[1] - self.scale_range[0])
-        r = min(self.target_size[1] / h, self.target_size[0] / w) * scale
-        new = (int(h * r), int(w * r))
-        image = F.resize(image, list(new), interpolation=self.interpolation)
-        if target is not None:
-            target = _resize_target(target, (h, w), new, self.keep_in_step)
-        return image, target
+        r = min(self.target_size[1] / h, self.target_size[0] / w) * scale  # a float32 tensor, as the references
+        return _rescale(image, target, r, self.interpolation, self.keep_in_step)
 
 
 class RandomShortestSize(nn.Module):
@@ -331,11 +333,7 @@ class RandomShortestSize(nn.Module):
         h, w = _size(image)
         size = self.min_size[int(torch.randint(len(self.min_size), (1,)).item())]
         r = min(size / min(h, w), self.max_size / max(h, w))
-        new = (int(h * r), int(w * r))
-        image = F.resize(image, list(new), interpolation=self.interpolation)
-        if target is not None:
-            target = _resize_target(target, (h, w), new, self.keep_in_step)
-        return image, target
+        return _rescale(image, target, r, self.interpolation, self.keep_in_step)
 
 
 class FixedSizeCrop(nn.Module):

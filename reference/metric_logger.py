@@ -38,7 +38,7 @@ class SmoothedValue:
 
     @property
     def avg(self) -> float:
-        return float(torch.tensor(list(self.window), dtype=torch.float64).mean().item())
+        return float(torch.tensor(list(self.window), dtype=torch.float32).mean().item())  # float32, as the references
 
     @property
     def global_avg(self) -> float:
