@@ -17,10 +17,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from reference import gate
-from reference.coco_eval import detections_to_coco, ground_truth_from_dataset, score
 from reference.contract import validate_dataset, validate_sample
 from reference.datasets import PennFudanDataset
-from reference.engine import evaluate, predict, train_one_epoch, to_device
+from reference.engine import evaluate, train_one_epoch, to_device
 from reference.jobs import TrainOptions, run_train
 from reference.models import build_model
 from reference.synthetic import generate
@@ -28,6 +27,7 @@ from reference.training import collate_fn, get_recipe
 from reference.transforms import evaluation, get_preset, tutorial
 
 from .conftest import FIXTURES
+from .references_way import references_evaluate
 from .tutorial_datasets import TutorialPennFudanV2
 
 pytestmark = pytest.mark.benchmark_run
@@ -113,22 +113,9 @@ def trained_small_model():
     return model.eval()
 
 
-def _references_way(model, ds, loader):
-    """What references/detection does: rebuild ground truth by iterating the dataset, infer on one thread."""
-    gt = ground_truth_from_dataset(ds)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        dets = {"bbox": [], "segm": []}
-        for t, out, _ in predict(model, loader, "cpu"):
-            for iou in dets:
-                dets[iou] += detections_to_coco(t["image_id"], out, iou)
-    finally:
-        torch.set_num_threads(previous)
-    return score(gt, dets)
-
-
 def test_evaluation_is_faster_than_the_references_way_with_identical_stats(benchmark, trained_small_model):
+    """Ours against :func:`references_evaluate` (the references' steps, timed one by one) on the default
+    validation split, with the loader ``tvref evaluate`` uses (batches of 4, torch's thread count kept)."""
     ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
     loader = DataLoader(ds, batch_size=4, collate_fn=collate_fn)
     results = {}
@@ -137,13 +124,24 @@ def test_evaluation_is_faster_than_the_references_way_with_identical_stats(bench
         results["ours"] = evaluate(trained_small_model, loader, "cpu")
 
     def theirs():
-        results["theirs"] = _references_way(trained_small_model, ds, loader)
+        results["theirs"] = references_evaluate(trained_small_model, ds)
 
     a, b = interleaved_minimums([ours, theirs], rounds=3)
-    assert results["ours"].stats == results["theirs"].stats
-    benchmark.extra_info.update(speedup_over_references=round(b / a, 3), seconds=round(a, 3))
+    steps = results["theirs"]
+    assert results["ours"].stats == steps.stats
+    # Amdahl's bound: even with zero overhead and perfect scaling over every thread, evaluation cannot take
+    # less than the references' one-thread inference divided by the thread count.
+    threads = torch.get_num_threads()
+    bound = steps.total / (steps.inference / threads)
+    benchmark.extra_info.update(
+        speedup_over_references=round(b / a, 3), seconds=round(a, 3), references_seconds=round(b, 3),
+        references_inference_share=round(steps.inference / steps.total, 3), threads=threads,
+        best_possible_speedup=round(bound, 2),
+        references_steps={k: round(getattr(steps, k), 3)
+                          for k in ("ground_truth", "inference", "per_batch_cocoeval", "accumulate")})
     benchmark.pedantic(ours, rounds=2, iterations=1)
-    assert b / a >= 1.0, f"evaluation took {a:.3f}s, the references' way {b:.3f}s"
+    # Measured 1.5-1.6x on 2 cores (bound 2.4x); the assertion keeps a 20% margin for timing scatter.
+    assert b / a >= 1.25, f"evaluation took {a:.3f}s, the references' way {b:.3f}s (bound {bound:.2f}x)"
 
 
 def test_training_iterations_are_as_fast_as_a_plain_loop(benchmark):

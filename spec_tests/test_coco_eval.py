@@ -125,7 +125,7 @@ def test_evaluate_on_a_model_that_predicts_nothing_does_not_crash():
 class _Oracle:
     """Replaces engine.predict: outputs equal to the targets (AP must then be exactly 1)."""
 
-    def __call__(self, model, loader, device):
+    def __call__(self, model, loader, device, **kwargs):
         for images, targets in loader:
             for img, t in zip(images, targets):
                 out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
@@ -173,6 +173,43 @@ def test_thread_count_is_restored_even_on_error(monkeypatch):
     with pytest.raises(RuntimeError, match="inference failed"):
         engine.evaluate(build_model("small_maskrcnn", 2), [], "cpu", num_threads=1)
     assert torch.get_num_threads() == 2
+
+
+def _untrained_outputs(threads: int, torch_threads: int, count: int = 8):
+    torch.manual_seed(0)
+    model = build_model("small_maskrcnn", 2)
+    ds = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(count))
+    torch.set_num_threads(torch_threads)
+    return [(t["image_id"], out) for t, out, _ in engine.predict(model, _loader(ds, batch_size=2), "cpu",
+                                                                threads=threads)]
+
+
+def test_side_by_side_inference_gives_one_threads_outputs_in_loader_order():
+    """Two batches at once on one torch thread each equal the plain loop on one torch thread, bit for bit."""
+    previous = torch.get_num_threads()
+    try:
+        plain = _untrained_outputs(threads=1, torch_threads=1)
+        side_by_side = _untrained_outputs(threads=2, torch_threads=2)
+    finally:
+        torch.set_num_threads(previous)
+    assert [i for i, _ in side_by_side] == [i for i, _ in plain] == list(range(8))
+    assert sum(len(out["scores"]) for _, out in plain) > 0
+    for (_, a), (_, b) in zip(plain, side_by_side):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_side_by_side_inference_restores_the_thread_count_when_stopped_early():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+        outputs = engine.predict(build_model("small_maskrcnn", 2), _loader(ds, batch_size=2), "cpu", threads=2)
+        next(outputs)
+        assert torch.get_num_threads() == 1
+        outputs.close()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _imperfect_detections(dataset):
