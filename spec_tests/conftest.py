@@ -6,6 +6,7 @@ Hypothesis profiles: ``default`` (100 examples per property, derandomized so run
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -51,9 +52,12 @@ def accelerators() -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    if accelerators():
-        return
-    skip = pytest.mark.skip(reason="no CUDA or MPS device on this machine; the GPU leg runs where one is present")
+    no_gpu = pytest.mark.skip(reason="no CUDA or MPS device on this machine; the GPU leg runs where one is present")
+    shared = pytest.mark.skip(reason="benchmarks need the machine to themselves; pytest-xdist runs tests side by "
+                                     "side (run them without -n)")
+    in_xdist_worker = "PYTEST_XDIST_WORKER" in os.environ
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not accelerators():
+            item.add_marker(no_gpu)
+        if "benchmark_run" in item.keywords and in_xdist_worker:
+            item.add_marker(shared)

@@ -37,6 +37,7 @@ class StepTimes:
     """Seconds spent per step of the references' evaluation."""
 
     ground_truth: float = 0.0
+    loading: float = 0.0
     inference: float = 0.0
     per_batch_cocoeval: float = 0.0
     accumulate: float = 0.0
@@ -44,7 +45,12 @@ class StepTimes:
 
     @property
     def total(self) -> float:
-        return self.ground_truth + self.inference + self.per_batch_cocoeval + self.accumulate
+        return self.ground_truth + self.loading + self.inference + self.per_batch_cocoeval + self.accumulate
+
+    def best_possible_speedup(self, threads: int) -> float:
+        """Amdahl's ceiling for any evaluator: it must still load every image once and run the same
+        inference, at best spread perfectly over ``threads``; everything else is assumed free."""
+        return self.total / (self.loading + self.inference / threads)
 
 
 def _quiet():
@@ -75,7 +81,14 @@ def references_evaluate(model: torch.nn.Module, dataset, iou_types=("bbox", "seg
         per_image: dict[str, list[np.ndarray]] = {t: [] for t in iou_types}
         seen: list[int] = []
         model.eval()
-        for images, targets in DataLoader(dataset, batch_size=1, collate_fn=collate_fn):
+        loader = iter(DataLoader(dataset, batch_size=1, collate_fn=collate_fn))
+        while True:
+            start = time.perf_counter()
+            batch = next(loader, None)
+            times.loading += time.perf_counter() - start
+            if batch is None:
+                break
+            images, targets = batch
             start = time.perf_counter()
             outputs = [{k: v.to("cpu") for k, v in out.items()} for out in model(list(images))]
             middle = time.perf_counter()

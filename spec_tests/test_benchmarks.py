@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from reference import gate
 from reference.contract import validate_dataset, validate_sample
@@ -113,10 +113,25 @@ def trained_small_model():
     return model.eval()
 
 
-def test_evaluation_is_faster_than_the_references_way_with_identical_stats(benchmark, trained_small_model):
-    """Ours against :func:`references_evaluate` (the references' steps, timed one by one) on the default
-    validation split, with the loader ``tvref evaluate`` uses (batches of 4, torch's thread count kept)."""
-    ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+@pytest.fixture(scope="module")
+def tutorial_split(tmp_path_factory):
+    """The tutorial's evaluation split on PennFudan-sized data: 50 of 170 416x320 scenes, as a ``Subset``."""
+    root = generate("pennfudan", tmp_path_factory.mktemp("pf170"), count=170, seed=21, size=(416, 320))
+    order = torch.randperm(170, generator=torch.Generator().manual_seed(0)).tolist()
+    return Subset(PennFudanDataset(root, evaluation()), order[-50:])
+
+
+@pytest.mark.parametrize("split", ["bundled-val", "tutorial-split-416x320"])
+def test_evaluation_is_faster_than_the_references_way_with_identical_stats(benchmark, trained_small_model, split,
+                                                                           request):
+    """Ours against :func:`references_evaluate` (the references' steps, timed one by one), with the loader
+    ``tvref evaluate`` uses (batches of 4, torch's thread count kept). ``bundled-val`` is the default
+    validation split (40 images, 160x128); ``tutorial-split-416x320`` is where the references' whole-dataset
+    ground-truth rebuild costs the most: a 50-image ``Subset`` of 170 PennFudan-sized images."""
+    if split == "bundled-val":
+        ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
+    else:
+        ds = request.getfixturevalue("tutorial_split")
     loader = DataLoader(ds, batch_size=4, collate_fn=collate_fn)
     results = {}
 
@@ -126,22 +141,21 @@ def test_evaluation_is_faster_than_the_references_way_with_identical_stats(bench
     def theirs():
         results["theirs"] = references_evaluate(trained_small_model, ds)
 
-    a, b = interleaved_minimums([ours, theirs], rounds=3)
+    a, b = interleaved_minimums([ours, theirs], rounds=3 if split == "bundled-val" else 2)
     steps = results["theirs"]
     assert results["ours"].stats == steps.stats
-    # Amdahl's bound: even with zero overhead and perfect scaling over every thread, evaluation cannot take
-    # less than the references' one-thread inference divided by the thread count.
     threads = torch.get_num_threads()
-    bound = steps.total / (steps.inference / threads)
+    ceiling = steps.best_possible_speedup(threads)
     benchmark.extra_info.update(
         speedup_over_references=round(b / a, 3), seconds=round(a, 3), references_seconds=round(b, 3),
-        references_inference_share=round(steps.inference / steps.total, 3), threads=threads,
-        best_possible_speedup=round(bound, 2),
+        threads=threads, best_possible_speedup=round(ceiling, 2), share_of_ceiling=round(b / a / ceiling, 3),
         references_steps={k: round(getattr(steps, k), 3)
-                          for k in ("ground_truth", "inference", "per_batch_cocoeval", "accumulate")})
-    benchmark.pedantic(ours, rounds=2, iterations=1)
-    # Measured 1.5-1.6x on 2 cores (bound 2.4x); the assertion keeps a 20% margin for timing scatter.
-    assert b / a >= 1.25, f"evaluation took {a:.3f}s, the references' way {b:.3f}s (bound {bound:.2f}x)"
+                          for k in ("ground_truth", "loading", "inference", "per_batch_cocoeval", "accumulate")})
+    benchmark.pedantic(ours, rounds=1, iterations=1)
+    # Measured alone on 2 cores: 1.9-2.0x (ceiling 2.2x) on bundled-val, 2.5x (ceiling 2.6-2.7x) on the
+    # tutorial split. The threshold sits 30% under the lower figure, for scatter and for a busy machine
+    # (pytest -n 2 runs two tests at once, and ours needs both cores where the references' way uses one).
+    assert b / a >= 1.35, f"evaluation took {a:.3f}s, the references' way {b:.3f}s (ceiling {ceiling:.2f}x)"
 
 
 def test_training_iterations_are_as_fast_as_a_plain_loop(benchmark):
@@ -180,8 +194,9 @@ def test_transform_preset_cost_per_sample(benchmark, preset):
     def run():
         return [transform(image, target) for image, target in samples]
 
-    outputs = benchmark.pedantic(run, rounds=3, iterations=1)
-    benchmark.extra_info.update(ms_per_sample=round(benchmark.stats.stats.min / len(samples) * 1e3, 3))
+    (seconds,) = interleaved_minimums([run], rounds=3)
+    outputs = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info.update(ms_per_sample=round(seconds / len(samples) * 1e3, 3))
     errors = [v for image, target in outputs for v in validate_sample(image, target, num_classes=2, model_ready=True)
               if v.severity == "error"]
     assert errors == []

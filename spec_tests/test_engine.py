@@ -113,7 +113,7 @@ def test_non_finite_loss_stops_before_any_update_and_names_the_batch():
     assert err.iteration == 3 and err.image_ids == [6, 7]
     assert "image ids [6, 7]" in str(err) and "loss_classifier=nan" in str(err)
     assert len(snapshots) == 3 and torch.equal(model.w.detach(), snapshots[-1])
-    assert math.isfinite(float(model.w))
+    assert math.isfinite(float(model.w.detach()))
 
 
 def test_integer_image_ids_stay_python_ints_on_the_way_to_the_model():
