@@ -5,8 +5,9 @@ stepped after each optimizer step), the unreduced backward, the loss dict averag
 logging, the meter order (``lr``, ``loss``, then the model's loss keys) and the log line format.
 
 Changed on purpose: a non-finite loss raises :class:`NonFiniteLossError` (naming the values and the batch's
-image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads and
-keeps torch's thread count unless asked (see :mod:`reference.coco_eval`).
+image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads
+(see :mod:`reference.coco_eval`), keeps torch's thread count unless asked, and on a CPU runs batches side by
+side (see :func:`predict`).
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str,
     ``threads > 1`` runs that many batches at once, each with ``torch.get_num_threads() // threads`` of
     torch's threads (restored when the generator ends). On a CPU, detection models spend much of their
     time in single-threaded operators (``roi_align``, mask pasting) and Python, so whole batches side by side
-    use the cores better than torch's intra-op threads do: 0.47 s instead of 0.57-0.66 s for the bundled
-    validation split on 2 cores (small Mask R-CNN). Each batch's output does not depend on the others.
+    use the cores better than torch's intra-op threads do (the evaluation benchmark in
+    ``spec_tests/test_benchmarks.py`` measures the effect). Each batch's output does not depend on the others.
     """
     device = torch.device(device)
     model.eval()
