@@ -29,7 +29,9 @@ BACKENDS = ("pycocotools", "faster_coco_eval")
 
 
 def _xyxy_to_xywh(boxes: torch.Tensor) -> list[list[float]]:
-    b = boxes.as_subclass(torch.Tensor).detach().to("cpu", torch.float64).clone()
+    """XYWH in the boxes' own dtype, as the references compute it (float32 widths, not float64: IoUs sitting
+    exactly on a threshold must fall the same way)."""
+    b = boxes.as_subclass(torch.Tensor).detach().to("cpu").clone()
     b[:, 2:] -= b[:, :2]
     return b.tolist()
 

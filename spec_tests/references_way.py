@@ -105,9 +105,10 @@ def references_evaluate(model: torch.nn.Module, dataset, iou_types=("bbox", "seg
             times.per_batch_cocoeval += time.perf_counter() - middle
 
         start = time.perf_counter()
+        unique_ids, first = np.unique(seen, return_index=True)  # sorted, each image once, as the references
         for iou_type, ev in evaluators.items():
-            ev.evalImgs = list(np.concatenate(per_image[iou_type], axis=2).flatten())
-            ev.params.imgIds = seen
+            ev.evalImgs = list(np.concatenate(per_image[iou_type], axis=2)[..., first].flatten())
+            ev.params.imgIds = list(unique_ids)
             ev._paramsEval = copy.deepcopy(ev.params)
             with _quiet():
                 ev.accumulate()

@@ -175,6 +175,16 @@ def test_thread_count_is_restored_even_on_error(monkeypatch):
     assert torch.get_num_threads() == 2
 
 
+def test_boxes_become_xywh_in_their_own_dtype_as_the_references_compute_them():
+    boxes = torch.tensor([[0.1, 0.7, 100.3, 50.9]])
+    expected_w, expected_h = float(boxes[0, 2] - boxes[0, 0]), float(boxes[0, 3] - boxes[0, 1])  # float32 maths
+    assert expected_w != float(boxes[0, 2].double() - boxes[0, 0].double())  # the case tells the two apart
+    (det,) = detections_to_coco(1, _output(boxes.tolist(), [1], [0.9]), "bbox")
+    gt = GroundTruth()
+    gt.add(1, 60, 120, _target(boxes.tolist(), [1]))
+    assert det["bbox"][2:] == gt.annotations[0]["bbox"][2:] == [expected_w, expected_h]
+
+
 def _untrained_outputs(threads: int, torch_threads: int, count: int = 8):
     torch.manual_seed(0)
     model = build_model("small_maskrcnn", 2)
