@@ -49,8 +49,8 @@ class StepTimes:
 
     def best_possible_speedup(self, threads: int) -> float:
         """Amdahl's ceiling for any evaluator: it must still load every image once and run the same
-        inference, at best spread perfectly over ``threads``; everything else is assumed free."""
-        return self.total / (self.loading + self.inference / threads)
+        inference, at best both spread perfectly over ``threads``; everything else is assumed free."""
+        return self.total / ((self.loading + self.inference) / threads)
 
 
 def _quiet():
