@@ -133,6 +133,8 @@ def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str,
     time in single-threaded operators (``roi_align``, mask pasting) and Python, so whole batches side by side
     use the cores better than torch's intra-op threads do (the evaluation benchmark in
     ``spec_tests/test_benchmarks.py`` measures the effect). Each batch's output does not depend on the others.
+    The model is shared by the threads, so its eval-mode forward must not change its own state (torchvision's
+    detectors do not).
     """
     device = torch.device(device)
     model.eval()

@@ -56,8 +56,9 @@ def pytest_collection_modifyitems(config, items):
     shared = pytest.mark.skip(reason="benchmarks need the machine to themselves; pytest-xdist runs tests side by "
                                      "side (run them without -n)")
     in_xdist_worker = "PYTEST_XDIST_WORKER" in os.environ
+    has_accelerator = bool(accelerators())
     for item in items:
-        if "gpu" in item.keywords and not accelerators():
+        if "gpu" in item.keywords and not has_accelerator:
             item.add_marker(no_gpu)
         if "benchmark_run" in item.keywords and in_xdist_worker:
             item.add_marker(shared)
