@@ -1,78 +1,106 @@
-"""Compare a pytest-benchmark JSON with the stored baseline, as ratios (new / baseline).
+"""Compare a pytest-benchmark JSON with the stored baseline, gating same-process ratios on measured scatter.
 
-Absolute seconds depend on the machine; the ratios in ``extra_info`` (measured against a baseline run in the
-same process) do not, and are the figures that gate. Exit 1 when a ratio moved the wrong way past its
-tolerance or a timing got slower than ``--max-slowdown`` times the baseline.
+    python ci/compare_benchmarks.py runs/benchmark.json ci/benchmark_baseline.json           # compare
+    python ci/compare_benchmarks.py runs/benchmark.json ci/benchmark_baseline.json --record  # add this run
 
-    python ci/compare_benchmarks.py runs/benchmark.json ci/benchmark_baseline.json [--write]
+Absolute seconds depend on the machine and on what else runs on it; the ratios in ``extra_info`` (measured
+against a baseline run in the same process) much less so, and only they gate. The baseline keeps every
+recorded run's value of each ratio; the threshold of a ratio is its recorded mean moved, in the worse
+direction, by its tolerance: three sample standard deviations of the recorded runs, at least the largest
+distance of any recorded run from the mean, and at least 2% of the mean (two runs can agree by chance).
+Exit 1 when a ratio is worse than its threshold, or a gating benchmark is missing; 0 otherwise.
+Everything else in ``extra_info`` is printed for the reader.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
-# The extra_info keys that gate. Same-process ratios: 10% relative plus 0.01 absolute slack. AP: 0.02 absolute
-# (detectron2's tolerance for inference results). Other keys (absolute timings, counts) are printed only: they
-# depend on the machine and are covered by --max-slowdown on the benchmark's own time.
-HIGHER_IS_BETTER = {"speedup_over_references", "throughput_ratio"}
+HIGHER_IS_BETTER = {"speedup_over_references", "speedup_same_loader", "throughput_ratio"}
 LOWER_IS_BETTER = {"validate_over_iterate", "validate_over_iterate_160x128_fixture", "ours_over_tutorial",
                    "header_over_decode"}
-AP_KEYS = {"bbox_ap", "segm_ap"}
-RATIO_TOLERANCE, RATIO_SLACK, AP_TOLERANCE = 0.10, 0.01, 0.02
+MIN_RELATIVE_TOLERANCE = 0.02
 
 
-def is_worse(key: str, new: float, old: float) -> bool | None:
-    """True / False for gating keys, None for keys that are only reported."""
-    if key in HIGHER_IS_BETTER:
-        return new < old * (1 - RATIO_TOLERANCE) - RATIO_SLACK
-    if key in LOWER_IS_BETTER:
-        return new > old * (1 + RATIO_TOLERANCE) + RATIO_SLACK
-    if key in AP_KEYS:
-        return new < old - AP_TOLERANCE
-    return None
+def tolerance(values: list[float]) -> float:
+    mean = statistics.fmean(values)
+    spread = 3 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return max(spread, max(abs(v - mean) for v in values), MIN_RELATIVE_TOLERANCE * abs(mean))
 
 
-def load(path: Path) -> dict[str, dict]:
+def threshold(key: str, values: list[float]) -> float:
+    mean, tol = statistics.fmean(values), tolerance(values)
+    return mean - tol if key in HIGHER_IS_BETTER else mean + tol
+
+
+def is_worse(key: str, new: float, values: list[float]) -> bool:
+    limit = threshold(key, values)
+    return new < limit if key in HIGHER_IS_BETTER else new > limit
+
+
+def load_run(path: Path) -> tuple[dict[str, dict], dict]:
     doc = json.loads(path.read_text())
-    return {b["fullname"]: {"min": b["stats"]["min"], **b.get("extra_info", {})} for b in doc["benchmarks"]}
+    benches = {b["fullname"]: {"seconds": b["stats"]["min"], **b.get("extra_info", {})} for b in doc["benchmarks"]}
+    return benches, doc.get("machine_info", {})
+
+
+def record(current: dict[str, dict], machine: dict, baseline_path: Path) -> None:
+    base = json.loads(baseline_path.read_text()) if baseline_path.exists() else {}
+    if base.get("format") != "tvref-bench-baseline/1":
+        base = {"format": "tvref-bench-baseline/1", "benchmarks": {}}
+    base["machine"] = {k: machine.get(k) for k in ("cpu", "machine", "python_version") if k in machine}
+    if isinstance(base["machine"].get("cpu"), dict):
+        base["machine"]["cpu"] = base["machine"]["cpu"].get("brand_raw")
+    for name, info in current.items():
+        entry = base["benchmarks"].setdefault(name, {})
+        for key, value in info.items():
+            if key in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+                entry.setdefault(key, []).append(value)
+            elif isinstance(value, (int, float)):
+                entry.setdefault("reported", {})[key] = value
+    baseline_path.write_text(json.dumps(base, indent=2, sort_keys=True) + "\n")
+    runs = max((len(v) for b in base["benchmarks"].values() for k, v in b.items() if k != "reported"), default=0)
+    print(f"recorded into {baseline_path} ({runs} runs of each ratio)")
+
+
+def compare(current: dict[str, dict], baseline: dict) -> int:
+    failures = 0
+    for name, entry in sorted(baseline["benchmarks"].items()):
+        now = current.get(name)
+        gating = {k: v for k, v in entry.items() if k in HIGHER_IS_BETTER | LOWER_IS_BETTER}
+        if now is None:
+            failures += bool(gating)
+            print(f"MISSING {name}")
+            continue
+        print(f"{name}: {now['seconds']:.3f} s (baseline run {entry.get('reported', {}).get('seconds', '?')})")
+        for key, values in sorted(gating.items()):
+            worse = key in now and is_worse(key, now[key], values)
+            failures += worse or key not in now
+            verdict = "WORSE" if worse else "MISSING" if key not in now else "ok"
+            side = ">=" if key in HIGHER_IS_BETTER else "<="
+            print(f"  {verdict:7} {key}: {now.get(key)} (must be {side} {threshold(key, values):.3f}; recorded "
+                  f"{', '.join(str(v) for v in values)})")
+        for key, value in sorted(now.items()):
+            if key not in gating and key != "seconds" and not isinstance(value, dict):
+                print(f"  info    {key}: {value}")
+    return 1 if failures else 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("current", type=Path)
-    p.add_argument("baseline", type=Path)
-    p.add_argument("--max-slowdown", type=float, default=1.5)
-    p.add_argument("--write", action="store_true", help="store the current run as the new baseline")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("current", type=Path, help="pytest-benchmark JSON of this run")
+    p.add_argument("baseline", type=Path, help="ci/benchmark_baseline.json")
+    p.add_argument("--record", action="store_true", help="add this run to the baseline instead of comparing")
     a = p.parse_args()
-    current = load(a.current)
-    if a.write:
-        a.baseline.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-        print(f"baseline written to {a.baseline}")
+    current, machine = load_run(a.current)
+    if a.record:
+        record(current, machine, a.baseline)
         return 0
-    baseline = json.loads(a.baseline.read_text())
-    failures = 0
-    for name, base in sorted(baseline.items()):
-        now = current.get(name)
-        if now is None:
-            print(f"MISSING {name}")
-            failures += 1
-            continue
-        slow = now["min"] / base["min"]
-        verdict = "ok" if slow <= a.max_slowdown else "SLOWER"
-        failures += verdict != "ok"
-        print(f"{verdict:6} {name}: {slow:.2f}x baseline time")
-        for key, old in base.items():
-            if key == "min" or not isinstance(old, (int, float)) or key not in now:
-                continue
-            new = now[key]
-            worse = is_worse(key, new, old)
-            failures += bool(worse)
-            verdict = "info" if worse is None else "WORSE" if worse else "ok"
-            print(f"{verdict:6}   {key}: {new} (baseline {old})")
-    return 1 if failures else 0
+    return compare(current, json.loads(a.baseline.read_text()))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Set up, then run the default test tier (everything that needs neither a GPU, nor the real PennFudan data,
-# nor the long hypothesis profile). Extra arguments go to pytest. pytest's "no tests collected" (exit 5)
-# counts as a failure here, never as success.
+# Set up, then run the default test tier: everything that needs neither a GPU, nor the real PennFudan data,
+# nor the long hypothesis profile, nor the machine to itself (benchmarks have their own tier: ci/bench.sh).
+# Tests run on all cores (pytest-xdist; WORKERS=1 runs them in one process) in random order
+# (pytest-randomly; the seed is printed, -p randomly_seed=N repeats an order). Extra arguments go to pytest.
+# pytest's "no tests collected" (exit 5) counts as a failure here, never as success.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh || exit 1
 VENV="${VENV:-.venv}"
-mkdir -p runs
-"$VENV/bin/python" -m pytest --benchmark-json=runs/benchmark.json "$@"
+WORKERS="${WORKERS:-auto}"
+if [ "$WORKERS" = "1" ]; then parallel=(); else parallel=(-n "$WORKERS" --dist worksteal); fi
+"$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests: failing on purpose" >&2

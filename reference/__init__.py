@@ -6,7 +6,15 @@ Data flows dataset -> transforms -> model -> engine -> evaluator -> report:
 data at every step.
 """
 
-from .contract import Report, Severity, Violation, validate_dataset, validate_sample
-
 __all__ = ["Report", "Severity", "Violation", "validate_dataset", "validate_sample"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the contract's names are imported on first use, so that importing a submodule that needs no torch (the
+    # pytest plugin, the CLI's argument parser) does not import torch
+    if name in __all__:
+        from . import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'reference' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """Command line: ``tvref`` / ``python -m reference``.
 
-Exit codes: 0 success; 1 contract errors, a failed accuracy gate or a non-finite loss; 2 bad input (unknown
-names, unusable device, unreadable data or checkpoint), reported in one line without a traceback unless
-``--verbose``.
+Exit codes: 0 success; 1 contract errors, a failed accuracy gate, a non-finite loss or a snapshot that changed;
+2 bad input (unknown names, unusable device, unreadable data, checkpoint or snapshot), reported in one line
+without a traceback unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,42 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     print(f"trained in {rep['timings']['train_seconds']} s; files:")
     for k, v in done["paths"].items():
         print(f"  {k}: {v}")
-    return 1 if any(line.startswith("FAIL") for line in rep["gate"]) else 0
+    return 1 if rep["gate_passed"] is False else 0
+
+
+def _tolerances_from_args(a: argparse.Namespace):
+    from .snapshot import Tolerances
+
+    return Tolerances(box_atol=a.box_atol, score_atol=a.score_atol, mask_iou_min=a.mask_iou_min, ap_atol=a.ap_atol)
+
+
+def _cmd_snapshot_record(a: argparse.Namespace) -> int:
+    from .snapshot import SnapshotError, record_checkpoint, save
+
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:
+        raise SnapshotError(f"{out} exists; pass --overwrite to replace it")
+    snap = record_checkpoint(Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device, max_images=a.images,
+                             tolerances=_tolerances_from_args(a))
+    save(out, snap)
+    count = sum(len(im["detections"]["scores"]) for im in snap["images"])
+    print(f"snapshot of {len(snap['images'])} images ({count} detections) written to {out}")
+    return 0
+
+
+def _cmd_snapshot_check(a: argparse.Namespace) -> int:
+    from .snapshot import Tolerances, compare, load, record_checkpoint
+
+    expected = load(Path(a.snapshot))
+    tol = Tolerances.from_dict(expected.get("tolerances", {}))
+    actual = record_checkpoint(Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device,
+                               max_images=len(expected["images"]), batch_size=int(expected.get("batch_size", 2)),
+                               tolerances=tol, mask_threshold=float(expected.get("mask_threshold", 0.5)))
+    diff = compare(expected, actual, tol)
+    for line in diff.failures():
+        print(f"- {line}")
+    print(diff.summary())
+    return 0 if diff.ok else 1
 
 
 def _cmd_env(a: argparse.Namespace) -> int:
@@ -231,7 +266,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser("env", help="versions, and whether pycocotools works with this numpy")
     env.set_defaults(func=_cmd_env)
+
+    _add_snapshot_parser(sub, FORMATS)
     return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
+    from .snapshot import Tolerances
+
+    default = Tolerances()
+    s = sub.add_parser("snapshot", help="record a model's detections and COCO stats; check them after an upgrade")
+    actions = s.add_subparsers(dest="action", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--checkpoint", required=True, help="a checkpoint of this project (required)")
+        p.add_argument("--data", required=True,
+                       help="dataset folder; its val/ subfolder when present (required)")
+        p.add_argument("--format", choices=formats, help="dataset layout (default: detected from the folder)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default: cpu)")
+
+    r = actions.add_parser("record", help="run the model on the first images and write a snapshot")
+    common(r)
+    r.add_argument("--images", type=_positive_int, default=20, help="how many images, from the first (default: 20)")
+    r.add_argument("--out", required=True, help="snapshot JSON to write (required)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
+    r.add_argument("--box-atol", type=float, default=default.box_atol,
+                   help=f"max coordinate drift of a matched box, pixels (default: {default.box_atol})")
+    r.add_argument("--score-atol", type=float, default=default.score_atol,
+                   help=f"max score drift of a matched detection (default: {default.score_atol})")
+    r.add_argument("--mask-iou-min", type=float, default=default.mask_iou_min,
+                   help=f"min IoU of a matched detection's binarised masks (default: {default.mask_iou_min})")
+    r.add_argument("--ap-atol", type=float, default=default.ap_atol,
+                   help=f"max change of each COCO stat (default: {default.ap_atol})")
+    r.set_defaults(func=_cmd_snapshot_record)
+
+    c = actions.add_parser("check", help="re-record with the snapshot's tolerances and image count, compare, and "
+                           "print one line per change, then a summary (exit 0: unchanged, 1: changed, 2: bad input)")
+    c.add_argument("snapshot", help="snapshot JSON written by 'snapshot record'")
+    common(c)
+    c.set_defaults(func=_cmd_snapshot_check)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,13 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .engine import NonFiniteLossError
     from .jobs import JobError
+    from .snapshot import SnapshotError
 
     try:
         return a.func(a)
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (JobError, CheckpointError, FileNotFoundError) as exc:
+    except (JobError, CheckpointError, SnapshotError, FileNotFoundError) as exc:
         if a.verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -1,19 +1,25 @@
-"""pytest plugin: ``pytest --dataset SPEC`` checks a user's dataset against the contract.
+"""pytest plugin: ``pytest --dataset SPEC`` checks a user's dataset against the contract; ``pytest --snapshot
+FILE`` checks that a model still gives the results a snapshot recorded.
 
 Registered through the ``pytest11`` entry point, so it is active wherever the package is installed. Without
-``--dataset`` it adds nothing. With it, pytest collects a small contract suite (one test per rule family,
-plus one for the dataset-wide rules) and fails with the rule codes and sample indices.
+``--dataset`` or ``--snapshot`` it adds nothing (and imports no torch). With ``--dataset``, pytest collects a
+small contract suite (one test per rule family, plus one for the dataset-wide rules) and fails with the rule
+codes and sample indices. With ``--snapshot``, it collects one test ``snapshot[<file name>]`` that re-records
+the checkpoint on the data and fails with the changes and the summary table.
 
     pytest --dataset mypkg.data:MyDataset --dataset-arg root=data --num-classes 3
+    pytest --snapshot snap.json --snapshot-checkpoint last.pt --snapshot-data data/
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .contract import Report, Severity, validate_dataset
+if TYPE_CHECKING:
+    from .contract import Report
 
 # Rule families, each becoming one test: a failing test names the family; its message lists every violation.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -39,6 +45,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--num-classes", type=int, default=None, help="head size, background included")
     g.addoption("--max-samples", type=int, default=None)
     g.addoption("--strict-warnings", action="store_true", help="warnings fail the contract tests too")
+    s = parser.getgroup("model snapshot", "check that a model still gives the results a snapshot recorded")
+    s.addoption("--snapshot", default=None, help="snapshot JSON written by 'tvref snapshot record' (default: none)")
+    s.addoption("--snapshot-checkpoint", default=None, help="checkpoint to re-record (required with --snapshot)")
+    s.addoption("--snapshot-data", default=None,
+                help="dataset folder, its val/ subfolder when present (required with --snapshot)")
+    s.addoption("--snapshot-format", default=None, help="pennfudan, labelme or coco (default: detected)")
+    s.addoption("--snapshot-device", default="cpu", help="cpu, cuda or mps (default: cpu)")
 
 
 class _ContractItem(pytest.Item):
@@ -51,7 +64,7 @@ class _ContractItem(pytest.Item):
         strict = self.config.getoption("--strict-warnings")
         codes = set(FAMILIES[self.family])
         bad = [v for v in report.violations if v.code in codes
-               and (v.severity is Severity.ERROR or (strict and v.severity is Severity.WARNING))]
+               and (v.severity.value == "error" or (strict and v.severity.value == "warning"))]
         if bad:
             shown = "\n".join(f"  {v}" for v in bad[:20])
             more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
@@ -73,14 +86,56 @@ class _ContractCollector(pytest.File):
             yield _ContractItem.from_parent(self, name=f"contract[{family}]", family=family)
 
 
+class _SnapshotItem(pytest.Item):
+    """Re-records the checkpoint on the data and compares with the snapshot file."""
+
+    def __init__(self, *, snapshot: Path, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.snapshot = snapshot
+
+    def runtest(self) -> None:
+        from .snapshot import Tolerances, compare, load, record_checkpoint
+
+        opt = self.config.getoption
+        expected = load(self.snapshot)
+        tol = Tolerances.from_dict(expected.get("tolerances", {}))
+        actual = record_checkpoint(Path(opt("--snapshot-checkpoint")), Path(opt("--snapshot-data")),
+                                   fmt=opt("--snapshot-format"), device=opt("--snapshot-device"),
+                                   max_images=len(expected["images"]),
+                                   batch_size=int(expected.get("batch_size", 2)), tolerances=tol,
+                                   mask_threshold=float(expected.get("mask_threshold", 0.5)))
+        diff = compare(expected, actual, tol)
+        if not diff.ok:
+            failures = diff.failures()
+            shown = "\n".join(f"  {line}" for line in failures[:30])
+            more = f"\n  ... and {len(failures) - 30} more" if len(failures) > 30 else ""
+            raise AssertionError(f"{self.snapshot.name}: {len(failures)} changes beyond tolerance:\n{shown}{more}"
+                                 f"\n{diff.summary()}")
+
+    def repr_failure(self, excinfo, style=None):  # noqa: ANN001 - pytest's signature
+        if isinstance(excinfo.value, (AssertionError, ValueError)):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"model snapshot: {self.snapshot.name}"
+
+
+class _SnapshotCollector(pytest.File):
+    def collect(self):
+        snapshot = Path(self.config.getoption("--snapshot"))
+        yield _SnapshotItem.from_parent(self, name=f"snapshot[{snapshot.name}]", snapshot=snapshot)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dataset_contract: tests generated by --dataset")
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+def _contract_items(session: pytest.Session, config: pytest.Config) -> list[pytest.Item]:
     spec = config.getoption("--dataset")
     if not spec:
-        return
+        return []
+    from .contract import validate_dataset
     from .loading import SpecError, load_dataset, parse_args
 
     try:
@@ -91,4 +146,27 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     config._dataset_report = validate_dataset(  # type: ignore[attr-defined]
         dataset, num_classes=config.getoption("--num-classes"), max_samples=config.getoption("--max-samples"))
     collector = _ContractCollector.from_parent(session, path=config.rootpath / "dataset-contract")
-    items[:] = list(collector.collect())
+    return list(collector.collect())
+
+
+def _snapshot_items(session: pytest.Session, config: pytest.Config) -> list[pytest.Item]:
+    path = config.getoption("--snapshot")
+    if not path:
+        return []
+    missing = [o for o in ("--snapshot-checkpoint", "--snapshot-data") if not config.getoption(o)]
+    if missing:
+        raise pytest.UsageError(f"--snapshot {path}: also give {' and '.join(missing)}")
+    from .snapshot import SnapshotError, load
+
+    try:
+        load(path)
+    except SnapshotError as exc:
+        raise pytest.UsageError(f"--snapshot: {exc}") from exc
+    collector = _SnapshotCollector.from_parent(session, path=config.rootpath / "model-snapshot")
+    return list(collector.collect())
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    generated = _contract_items(session, config) + _snapshot_items(session, config)
+    if generated:
+        items[:] = generated

@@ -51,6 +51,15 @@ def accelerators() -> list[str]:
     return devs
 
 
+def pytest_configure(config):
+    # pytest-xdist starts one process per worker; torch's default of one thread per core in each of them would
+    # oversubscribe the machine, so each worker gets its share of the cores
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="no CUDA or MPS device on this machine; the GPU leg runs where one is present")
     shared = pytest.mark.skip(reason="benchmarks need the machine to themselves; pytest-xdist runs tests side by "
@@ -62,3 +71,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
         if "benchmark_run" in item.keywords and in_xdist_worker:
             item.add_marker(shared)
+    # the long training run goes first, so that pytest -n 2 runs everything else beside it
+    items.sort(key=lambda item: "gate" not in item.keywords)

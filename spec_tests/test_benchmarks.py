@@ -1,22 +1,23 @@
-"""Benchmarks (pytest-benchmark). Speed is asserted only as a ratio against a baseline timed in the same
-process; the figures land in the benchmark JSON (``extra_info``) and the README quotes them from there.
+"""The benchmark tier (``pytest -m benchmark_run``, ``tox -e bench``; never part of the default tier).
 
-Timing noise: each side is the minimum of several interleaved rounds, which on an otherwise idle 2-core
-machine varies by a few percent; the tolerances below are wider than that and say why.
+Each benchmark asserts only that both sides computed the same thing; speed is reported, as ratios against a
+baseline timed in the same process, in the benchmark JSON's ``extra_info``. ``ci/compare_benchmarks.py``
+compares those ratios with ``ci/benchmark_baseline.json``, whose thresholds come from the scatter of
+recorded runs. Where two things are compared, both do the same work: same weights, same data, same loader.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from reference import gate
+from reference import golden
 from reference.contract import validate_dataset, validate_sample
 from reference.datasets import PennFudanDataset
 from reference.engine import evaluate, train_one_epoch, to_device
@@ -67,50 +68,39 @@ def paired_median_ratio(base, fn, rounds: int = 15) -> float:
     return statistics.median(ratios)
 
 
-def test_validation_costs_at_most_ten_percent_more_than_iterating(benchmark, pennfudan_sized):
+def test_validation_cost_over_iterating(benchmark, pennfudan_sized):
     ds = PennFudanDataset(pennfudan_sized)
     ratio = paired_median_ratio(lambda: _iterate(ds), lambda: validate_dataset(ds, num_classes=2))
     small = PennFudanDataset(FIXTURES / "pennfudan" / "train")
     small_ratio = paired_median_ratio(lambda: _iterate(small), lambda: validate_dataset(small), rounds=5)
     benchmark.extra_info.update(validate_over_iterate=round(ratio, 3),
                                 validate_over_iterate_160x128_fixture=round(small_ratio, 3))
-    benchmark.pedantic(validate_dataset, args=(ds,), rounds=3, iterations=1)
-    # Target: at most 10% more. The median of paired ratios scatters by a few percent between runs on an
-    # idle 2-core machine (measured 1.086-1.095 for the same code), so the assertion allows 5% on top.
-    assert ratio <= 1.15, f"validation costs {ratio:.2f}x iterating on 416x320 images"
+    report = benchmark.pedantic(validate_dataset, args=(ds,), rounds=3, iterations=1)
+    assert report.samples == len(ds)
 
 
-def test_pennfudan_getitem_is_not_slower_than_the_tutorial_class(benchmark):
+def test_pennfudan_getitem_against_the_tutorial_class(benchmark):
     root = FIXTURES / "pennfudan" / "train"
     ours, theirs = PennFudanDataset(root), TutorialPennFudanV2(root)
     a, b = interleaved_minimums([lambda: _iterate(ours), lambda: _iterate(theirs)], rounds=7)
     benchmark.extra_info.update(ours_over_tutorial=round(a / b, 3), samples_per_second=round(len(ours) / a, 1),
                                 tutorial_samples_per_second=round(len(ours) / b, 1))
     benchmark.pedantic(_iterate, args=(ours,), rounds=3, iterations=1)
-    assert a / b <= 1.10, f"PennFudanDataset takes {a / b:.2f}x the tutorial class's time (10% timing slack)"
 
 
-def test_get_height_and_width_is_far_cheaper_than_decoding(benchmark):
+def test_get_height_and_width_against_decoding(benchmark):
     ds = PennFudanDataset(FIXTURES / "pennfudan" / "train")
     header, decode = interleaved_minimums([lambda: [ds.get_height_and_width(i) for i in range(len(ds))],
                                            lambda: [ds[i][0].shape for i in range(len(ds))]])
     benchmark.extra_info.update(header_over_decode=round(header / decode, 4))
-    benchmark.pedantic(lambda: [ds.get_height_and_width(i) for i in range(len(ds))], rounds=3, iterations=1)
-    assert header / decode < 0.2
+    sizes = benchmark.pedantic(lambda: [ds.get_height_and_width(i) for i in range(len(ds))], rounds=3, iterations=1)
+    assert sizes == [tuple(ds[i][0].shape[-2:]) for i in range(len(ds))]
 
 
 @pytest.fixture(scope="module")
 def trained_small_model():
-    """A small Mask R-CNN with a few epochs of training, so evaluation sees realistic detections."""
-    train = PennFudanDataset(FIXTURES / "pennfudan" / "train", tutorial(True))
-    loader = DataLoader(torch.utils.data.Subset(train, range(64)), batch_size=4, shuffle=True, collate_fn=collate_fn,
-                        generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    model = build_model("small_maskrcnn", 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    for epoch in range(3):
-        train_one_epoch(model, opt, loader, "cpu", epoch, print_freq=1000)
-    return model.eval()
+    """The golden checkpoint (the ``ci`` recipe's small Mask R-CNN), so evaluation sees realistic detections."""
+    return golden.trained_model()
 
 
 @pytest.fixture(scope="module")
@@ -122,66 +112,82 @@ def tutorial_split(tmp_path_factory):
 
 
 @pytest.mark.parametrize("split", ["bundled-val", "tutorial-split-416x320"])
-def test_evaluation_is_faster_than_the_references_way_with_identical_stats(benchmark, trained_small_model, split,
-                                                                           request):
-    """Ours against :func:`references_evaluate` (the references' steps, timed one by one), with the loader
-    ``tvref evaluate`` uses (batches of 4, torch's thread count kept). ``bundled-val`` is the default
-    validation split (40 images, 160x128); ``tutorial-split-416x320`` is where the references' whole-dataset
-    ground-truth rebuild costs the most: a 50-image ``Subset`` of 170 PennFudan-sized images."""
+def test_evaluation_against_the_references_way_with_identical_stats(benchmark, trained_small_model, split, request):
+    """Ours against :func:`references_evaluate` (the references' steps, timed one by one, one image per
+    batch). Ours is timed twice: with the same loader as the references (batch 1) and with the loader
+    ``tvref evaluate`` uses (batch 4); both ratios are reported. ``bundled-val`` is the default validation
+    split (40 images, 160x128); ``tutorial-split-416x320`` is where the references' whole-dataset ground-truth
+    rebuild costs the most: a 50-image ``Subset`` of 170 PennFudan-sized images."""
     if split == "bundled-val":
         ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
     else:
         ds = request.getfixturevalue("tutorial_split")
-    loader = DataLoader(ds, batch_size=4, collate_fn=collate_fn)
+    loaders = {size: DataLoader(ds, batch_size=size, collate_fn=collate_fn) for size in (1, 4)}
     results = {}
 
-    def ours():
-        results["ours"] = evaluate(trained_small_model, loader, "cpu")
+    def ours(size):
+        def run():
+            results[size] = evaluate(trained_small_model, loaders[size], "cpu")
+        return run
 
     def theirs():
         results["theirs"] = references_evaluate(trained_small_model, ds)
 
-    a, b = interleaved_minimums([ours, theirs], rounds=3 if split == "bundled-val" else 2)
+    same, batched, base = interleaved_minimums([ours(1), ours(4), theirs], rounds=3 if split == "bundled-val" else 2)
     steps = results["theirs"]
-    assert results["ours"].stats == steps.stats
+    assert results[1].stats == steps.stats
+    assert results[4].stats == steps.stats
     threads = torch.get_num_threads()
     ceiling = steps.best_possible_speedup(threads)
     benchmark.extra_info.update(
-        speedup_over_references=round(b / a, 3), seconds=round(a, 3), references_seconds=round(b, 3),
-        threads=threads, best_possible_speedup=round(ceiling, 2), share_of_ceiling=round(b / a / ceiling, 3),
+        speedup_same_loader=round(base / same, 3), speedup_over_references=round(base / batched, 3),
+        seconds_batch_1=round(same, 3), seconds=round(batched, 3), references_seconds=round(base, 3),
+        threads=threads, best_possible_speedup=round(ceiling, 2),
         references_steps={k: round(getattr(steps, k), 3)
                           for k in ("ground_truth", "loading", "inference", "per_batch_cocoeval", "accumulate")})
-    benchmark.pedantic(ours, rounds=1, iterations=1)
-    # Measured alone on 2 cores: 1.9-2.0x (ceiling 2.3x) on bundled-val, 2.4-2.5x (ceiling 2.95x) on the
-    # tutorial split. The threshold sits 30% under the lower figure, for scatter and for a busy machine
-    # (pytest -n 2 runs two tests at once, and ours needs both cores where the references' way uses one).
-    assert b / a >= 1.35, f"evaluation took {a:.3f}s, the references' way {b:.3f}s (ceiling {ceiling:.2f}x)"
+    benchmark.pedantic(ours(4), rounds=1, iterations=1)
 
 
-def test_training_iterations_are_as_fast_as_a_plain_loop(benchmark):
+def test_training_iterations_against_a_plain_loop(benchmark):
+    """``train_one_epoch`` against the plainest loop doing the same work: every call starts from the same
+    weights, optimizer state and RNG state (the RPN and RoI samplers draw from it) on the same batches, so
+    both sides run identical iterations and only the engine's bookkeeping differs."""
     ds = PennFudanDataset(FIXTURES / "pennfudan" / "train", tutorial(False))
     batches = list(DataLoader(torch.utils.data.Subset(ds, range(32)), batch_size=4, collate_fn=collate_fn))
     torch.manual_seed(0)
     model = build_model("small_maskrcnn", 2)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    start_model, start_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    finals = {}
+
+    def reset():
+        model.load_state_dict(start_model)
+        opt.load_state_dict(start_opt)
+        torch.manual_seed(1)
 
     def engine():
-        train_one_epoch(model, opt, batches, "cpu", epoch=1, print_freq=1000)
+        reset()
+        log = train_one_epoch(model, opt, batches, "cpu", epoch=1, print_freq=1000)
+        finals["engine"] = [round(it["loss"], 6) for it in log.iterations]
 
     def plain():
+        reset()
         model.train()
+        losses = []
         for images, targets in batches:
             images, targets = to_device(images, targets, torch.device("cpu"))
             loss = sum(model(images, targets).values())
             opt.zero_grad()
             loss.backward()
             opt.step()
+            losses.append(round(float(loss), 6))
+        finals["plain"] = losses
 
     ours, base = interleaved_minimums([engine, plain], rounds=3)
+    assert finals["engine"] == finals["plain"], "the two sides did not run the same iterations"
     benchmark.extra_info.update(throughput_ratio=round(base / ours, 3),
                                 seconds_per_iteration=round(ours / len(batches), 4))
     benchmark.pedantic(engine, rounds=1, iterations=1)
-    assert base / ours >= 0.95, f"train_one_epoch runs at {base / ours:.3f} of a plain loop's throughput"
 
 
 @pytest.mark.parametrize("preset", ["tutorial", "mills"])
@@ -202,32 +208,16 @@ def test_transform_preset_cost_per_sample(benchmark, preset):
     assert errors == []
 
 
-def test_ci_recipe_reaches_the_accuracy_gate(benchmark, tmp_path):
-    """The headline run: the small Mask R-CNN, the ci recipe, the bundled data, 2 CPU cores, random init."""
-    checks = gate.gate_for("ci")
-    reached = {}
-
-    def on_epoch(rec):
-        done = gate.check_gate(None, checks)
-        if rec.bbox_ap is not None and "seconds" not in reached:
-            values = {"bbox AP": rec.bbox_ap, "segm AP": rec.segm_ap}
-            done = [replace(c, actual=values.get(c.metric)) for c in checks]
-            if all(c.passed for c in done):
-                reached["epoch"] = rec.epoch
-        reached.setdefault("elapsed", 0.0)
-        reached["elapsed"] += rec.seconds
-        if "epoch" in reached and "seconds" not in reached:
-            reached["seconds"] = reached["elapsed"]
+def test_ci_recipe_training_time(benchmark, tmp_path):
+    """The main job's training (the ``ci`` recipe, bundled data, random init) timed end to end; its AP is
+    reported (the accuracy gate itself runs in the default tier, ``test_gate.py``)."""
 
     def train():
-        return run_train(TrainOptions(data=FIXTURES / "pennfudan", out=tmp_path, recipe="ci", print_freq=1000),
-                         on_epoch=on_epoch)
+        return run_train(TrainOptions(data=FIXTURES / "pennfudan", out=tmp_path, recipe="ci", print_freq=1000))
 
     result, report = benchmark.pedantic(train, rounds=1, iterations=1)
-    final = gate.assert_gate(result.final, checks)
+    assert result.final is not None
     benchmark.extra_info.update(
         bbox_ap=round(result.final.stats["bbox"][0], 4), segm_ap=round(result.final.stats["segm"][0], 4),
         seconds_per_iteration=report["timings"]["seconds_per_iteration"], iterations=result.iterations,
-        train_seconds=report["timings"]["train_seconds"], seconds_to_gate=round(reached.get("seconds", -1), 1),
-        epochs=get_recipe("ci").epochs, torch=torch.__version__)
-    assert all(c.passed for c in final)
+        train_seconds=report["timings"]["train_seconds"], epochs=get_recipe("ci").epochs, torch=torch.__version__)

@@ -10,6 +10,7 @@ import torch
 from torchvision.models import detection as tvd
 
 from reference import golden
+from reference.snapshot import compare_detections, detections_record
 from reference.models import (BUILDERS, PRETRAINED_TRAINABLE_LAYERS, ModelConfigError, WeightsUnavailableError,
                               build_model, iou_types)
 
@@ -156,10 +157,64 @@ def test_iou_types_follow_the_model_class():
     assert iou_types(build_model("fasterrcnn_mobilenet_v2", 2, **SMALL)) == ["bbox"]
 
 
-# --- golden outputs ---------------------------------------------------------------------------------------
+# --- golden outputs: the trained model ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_golden():
+    return json.loads(golden.path_for(golden.TRAINED_NAME).read_text())
+
+
+def _trained(**kw):
+    return golden.compute_trained(golden.trained_model(), **kw)
+
+
+def test_trained_golden_outputs_match(trained_golden):
+    diffs = golden.compare_trained(_trained(), trained_golden)
+    assert not diffs, (f"the trained model differs from its golden record (made with torch "
+                       f"{trained_golden['torch']}, torchvision {trained_golden['torchvision']}):\n" + "\n".join(diffs))
+
+
+def test_trained_golden_record_can_see_drift(trained_golden):
+    """Scores spread over the range and masks have structure, so that small numeric changes show."""
+    scores = [s for im in trained_golden["images"] for s in im["scores"]]
+    assert len(scores) >= 20 and min(scores) < 0.2 and max(scores) > 0.95
+    assert all(len(im["masks"]) == len(im["scores"]) for im in trained_golden["images"])
+    assert len({tuple(im["masks"][0]["size"]) for im in trained_golden["images"]}) == 3  # three input sizes
+
+
+def test_trained_golden_names_a_moved_score():
+    model = golden.trained_model()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1] += 0.05
+    diffs = golden.compare_trained(golden.compute_trained(model), json.loads(
+        golden.path_for(golden.TRAINED_NAME).read_text()))
+    assert any("score expected" in d for d in diffs)
+    assert any("loss loss_classifier" in d for d in diffs)
+
+
+def test_trained_golden_names_a_changed_mask():
+    model = golden.trained_model()
+    with torch.no_grad():
+        model.roi_heads.mask_predictor.mask_fcn_logits.bias += 0.5
+    diffs = golden.compare_trained(golden.compute_trained(model), json.loads(
+        golden.path_for(golden.TRAINED_NAME).read_text()))
+    assert any("mask IoU" in d for d in diffs)
+
+
+def test_trained_golden_names_a_lost_detection(trained_golden):
+    stored = json.loads(json.dumps(trained_golden))
+    actual = _trained()
+    image = next(im for im in actual["images"] if im["scores"] and im["scores"][0] > 0.5)
+    for key in ("boxes", "scores", "labels", "masks"):
+        del image[key][0]
+    diffs = golden.compare_trained(actual, stored)
+    assert any("lost" in d for d in diffs) and any("stored" in d and "detections" in d for d in diffs)
+
+
+# --- golden outputs: the builders' architecture -------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(BUILDERS))
-def test_golden_outputs_match(name):
+def test_architecture_golden_outputs_match(name):
     expected = json.loads(golden.path_for(name).read_text())
     actual = golden.compute(golden.golden_model(name), name)
     diffs = golden.compare(actual, expected)
@@ -167,65 +222,49 @@ def test_golden_outputs_match(name):
                        f"torchvision {expected['torchvision']}):\n" + "\n".join(diffs))
 
 
-def test_golden_comparison_fails_readably_when_the_model_is_perturbed():
-    name = "small_maskrcnn"
-    expected = json.loads(golden.path_for(name).read_text())
-    model = golden.golden_model(name)
-    with torch.no_grad():
-        model.roi_heads.box_predictor.cls_score.bias[1] += 0.5
-        model.roi_heads.mask_predictor.mask_fcn_logits.bias += 0.5
-    diffs = golden.compare(golden.compute(model, name), expected)
-    assert any("loss loss_classifier" in d for d in diffs)
-    assert any("mask_std" in d or "mask_mean" in d for d in diffs)
-    assert any("score expected" in d for d in diffs)
-
-
 def test_golden_files_record_the_versions_that_made_them():
-    for name in BUILDERS:
+    for name in [*BUILDERS, golden.TRAINED_NAME]:
         record = json.loads(golden.path_for(name).read_text())
         assert record["torch"] and record["torchvision"]
 
 
-# --- parity -----------------------------------------------------------------------------------------------
-
-def _small():
-    return golden.compute(golden.golden_model("small_maskrcnn"), "small_maskrcnn")
-
+# --- parity (the trained model; tolerances as the golden record's unless said) -----------------------------
 
 def test_one_and_two_threads_agree():
     torch.set_num_threads(1)
-    one = _small()
+    one = _trained()
     torch.set_num_threads(2)
-    two = _small()
-    assert golden.compare(one, two) == []
+    two = _trained()
+    assert golden.compare_trained(one, two) == []
 
 
 def test_float64_agrees_with_float32():
-    model = golden.golden_model("small_maskrcnn")
-    f64 = golden.compute(model, "small_maskrcnn", dtype=torch.float64)
-    assert golden.compare(f64, _small()) == []
+    f64 = golden.compute_trained(golden.trained_model(), dtype=torch.float64)
+    assert golden.compare_trained(f64, _trained(), golden.PARITY_DTYPE_TOLERANCES, golden.PARITY_DTYPE_LOSS_RTOL) == []
 
 
 def test_channels_last_agrees_with_contiguous():
-    model = golden.golden_model("small_maskrcnn").to(memory_format=torch.channels_last)
-    assert golden.compare(golden.compute(model, "small_maskrcnn"), _small()) == []
+    model = golden.trained_model().to(memory_format=torch.channels_last)
+    assert golden.compare_trained(golden.compute_trained(model), _trained()) == []
 
 
-def test_torchscript_agrees_with_eager():
-    model = golden.golden_model("small_maskrcnn").eval()
+def test_torchscript_agrees_with_eager_on_images_the_model_does_not_resize():
+    """Scripted, torchvision's transform computes the resize differently: on the odd-sized golden inputs
+    (0.788x, 1.074x) boxes move up to 1.7 px and mask IoU drops to 0.78 (measured, torchvision 0.29.1). On
+    images at the model's own size the two agree within the golden tolerances."""
+    model = golden.trained_model()
     scripted = torch.jit.script(model)
-    images, _ = golden.golden_inputs()
+    images = golden.trained_inputs()[0][:len(golden.VAL_IMAGES)]
     with torch.inference_mode():
         eager = model(images)
         _, script_out = scripted(images)
     for a, b in zip(eager, script_out):
-        torch.testing.assert_close(a["scores"], b["scores"], rtol=golden.RTOL, atol=golden.ATOL)
-        torch.testing.assert_close(a["boxes"], b["boxes"], rtol=golden.RTOL, atol=golden.ATOL)
+        diff = compare_detections(detections_record(a), detections_record(b), golden.TRAINED_TOLERANCES, None)
+        assert diff.ok, diff.failures()
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("device", accelerators() or ["cuda"])
 def test_accelerator_matches_the_cpu(device):
-    model = golden.golden_model("small_maskrcnn")
-    on_device = golden.compute(model, "small_maskrcnn", device=device)
-    assert golden.compare(on_device, _small()) == []
+    on_device = golden.compute_trained(golden.trained_model(), device=device)
+    assert golden.compare_trained(on_device, _trained(), golden.PARITY_DEVICE_TOLERANCES) == []

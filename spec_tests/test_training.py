@@ -66,6 +66,27 @@ def test_same_seed_gives_identical_losses(uninterrupted, tmp_path):
     assert again.losses_per_iteration == uninterrupted[0].losses_per_iteration
 
 
+def test_a_validation_set_does_not_change_the_training_trajectory(uninterrupted, tmp_path):
+    """The validation pass runs the model in train mode (for its losses), where the samplers draw random
+    numbers; the gate's run (no validation) and the demo (validation every epoch) must train alike."""
+    train, _ = _data()
+    fit(_model(), train, None, _cfg(), tmp_path)
+    alone = load_checkpoint(tmp_path / "last.pt")
+    for k, v in uninterrupted[1]["model"].items():
+        assert torch.equal(alone["model"][k], v), k
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.pt", {"epoch": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
+
+
 def test_resuming_a_run_killed_mid_epoch_gives_the_uninterrupted_weights_bit_for_bit(uninterrupted, tmp_path):
     train, val = _data()
     with pytest.raises(KeyboardInterrupt):
