@@ -256,13 +256,13 @@ def _plugin_args(snapshot_file: Path, ckpt: Path) -> list[str]:
 
 
 def test_pytest_snapshot_passes_for_an_unchanged_model(pytester, snapshot_file, checkpoint):
-    result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, checkpoint), "-v")
+    result = pytester.runpytest_subprocess(*_plugin_args(snapshot_file, checkpoint), "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*snapshot?snap.json?*PASSED*"])
 
 
 def test_pytest_snapshot_fails_for_a_drifted_model(pytester, snapshot_file, drifted):
-    result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, drifted))
+    result = pytester.runpytest_subprocess(*_plugin_args(snapshot_file, drifted))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*snap.json: * changes beyond tolerance:*", "*box moved*", "*snapshot check: FAIL*"])
 
