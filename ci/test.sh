@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bash ci/setup.sh || exit 1
 VENV="${VENV:-.venv}"
 WORKERS="${WORKERS:-auto}"
-if [ "$WORKERS" = "1" ]; then parallel=(); else parallel=(-n "$WORKERS" --dist worksteal); fi
+if [ "$WORKERS" = "1" ]; then parallel=(); else parallel=(-n "$WORKERS" --dist loadfile); fi
 "$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
