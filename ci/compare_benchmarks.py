@@ -8,7 +8,8 @@ against a baseline run in the same process) much less so, and only they gate. Th
 recorded run's value of each ratio; the threshold of a ratio is its recorded mean moved, in the worse
 direction, by its tolerance: three sample standard deviations of the recorded runs, at least the largest
 distance of any recorded run from the mean, and at least 2% of the mean (two runs can agree by chance).
-Exit 1 when a ratio is worse than its threshold, or a gating benchmark is missing; 0 otherwise.
+Exit 1 when a ratio is worse than its threshold, or a gating benchmark is missing; 2 when the baseline has no
+recorded runs; 0 otherwise.
 Everything else in ``extra_info`` is printed for the reader.
 """
 
@@ -100,7 +101,12 @@ def main() -> int:
     if a.record:
         record(current, machine, a.baseline)
         return 0
-    return compare(current, json.loads(a.baseline.read_text()))
+    baseline = json.loads(a.baseline.read_text()) if a.baseline.exists() else {}
+    if not baseline.get("benchmarks"):
+        print(f"{a.baseline}: no recorded runs to compare with; record some with RECORD=1 bash ci/bench.sh",
+              file=sys.stderr)
+        return 2
+    return compare(current, baseline)
 
 
 if __name__ == "__main__":
