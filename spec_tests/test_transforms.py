@@ -12,6 +12,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from reference import transforms as T
 from reference.contract import Severity, validate_sample
@@ -95,6 +96,18 @@ def test_legacy_flip_twice_is_the_identity(s):
     assert torch.equal(target["boxes"], s.target["boxes"]) and torch.equal(target["masks"], s.target["masks"])
     visible = s.target["keypoints"][..., 2] > 0
     assert torch.allclose(target["keypoints"][visible], s.target["keypoints"][visible])
+
+
+@given(valid_samples(flavour="legacy", masks=True, keypoints=True, min_instances=1))
+def test_legacy_flip_mirrors_visible_keypoints_with_the_image(s):
+    """Flipping twice is the identity whether or not the keypoints move; once, they must mirror."""
+    flip = T.RandomHorizontalFlip(p=1.0, keypoint_flip_index=list(range(s.num_keypoints)))
+    _, target = flip(s.image, s.target)
+    width = F.get_dimensions(s.image)[2]
+    visible = s.target["keypoints"][..., 2] > 0
+    mirrored = s.target["keypoints"].clone()
+    mirrored[..., 0] = width - mirrored[..., 0]
+    assert torch.equal(target["keypoints"][visible], mirrored[visible])
 
 
 def test_coco_person_keypoints_swap_left_and_right_and_zero_invisible_points():
