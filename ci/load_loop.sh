@@ -22,10 +22,11 @@ echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xarg
 green=0
 for i in $(seq 1 "$RUNS"); do
     start=$(date +%s)
-    bash ci/test.sh -q -p no:cacheprovider > "runs/load_loop_run.txt" 2>&1
+    seed=$(( RANDOM * 32768 + RANDOM ))  # pytest-randomly's order; --randomly-seed=N repeats it
+    bash ci/test.sh -q -p no:cacheprovider --randomly-seed="$seed" > "runs/load_loop_run.txt" 2>&1
     rc=$?
     seconds=$(( $(date +%s) - start ))
-    seed=$(grep -o 'randomly-seed=[0-9]*' runs/load_loop_run.txt | head -1)
+    seed="randomly-seed=$seed"
     summary=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' runs/load_loop_run.txt | tail -1)
     verdict=$([ "$rc" -eq 0 ] && echo green || echo RED)
     [ "$rc" -eq 0 ] && green=$((green + 1))

@@ -2,7 +2,7 @@
 # Set up, then run the default test tier: everything that needs neither a GPU, nor the real PennFudan data,
 # nor the long hypothesis profile, nor the machine to itself (benchmarks have their own tier: ci/bench.sh).
 # Tests run on all cores (pytest-xdist; WORKERS=1 runs them in one process) in random order
-# (pytest-randomly; the seed is printed, -p randomly_seed=N repeats an order). Extra arguments go to pytest.
+# (pytest-randomly; the seed is printed, --randomly-seed=N repeats an order). Extra arguments go to pytest.
 # pytest's "no tests collected" (exit 5) counts as a failure here, never as success.
 set -uo pipefail
 cd "$(dirname "$0")/.."

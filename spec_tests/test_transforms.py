@@ -216,6 +216,21 @@ def _crowded_sample():
     return torch.rand((3, 40, 40)), target
 
 
+@pytest.mark.parametrize("name", ["scale_jitter", "shortest_size"])
+def test_rescaling_keeps_area_and_keypoints_in_step_with_the_image(name):
+    image, target = _crowded_sample()
+    target["keypoints"] = torch.tensor([[[4.0, 6.0, 2.0]], [[32.0, 35.0, 2.0]], [[5.0, 30.0, 1.0]]])
+    for seed in range(20):  # a draw that changes the size
+        torch.manual_seed(seed)
+        out_image, out = LEGACY[name](True)(image, target)
+        sy, sx = out_image.shape[-2] / image.shape[-2], out_image.shape[-1] / image.shape[-1]
+        if (sy, sx) != (1.0, 1.0):
+            break
+    assert (sy, sx) != (1.0, 1.0), "no seed rescaled the image"
+    torch.testing.assert_close(out["area"], target["area"] * sx * sy)
+    torch.testing.assert_close(out["keypoints"][..., :2], target["keypoints"][..., :2] * torch.tensor([sx, sy]))
+
+
 @pytest.mark.parametrize("name,code", [("iou_crop", "MASKS_SHAPE"), ("zoom_out", "MASKS_SHAPE"),
                                        ("fixed_size_crop", "COUNT_MISMATCH")])
 def test_reference_mode_shows_the_references_defect_that_ours_fixes(name, code):
