@@ -57,9 +57,18 @@ def to_device(images: Sequence[torch.Tensor], targets: Sequence[dict], device: t
 
 
 def warmup_scheduler(optimizer: torch.optim.Optimizer, iterations: int):
-    """The references' epoch-0 warmup: LinearLR from 1/1000 over ``min(1000, iterations - 1)`` steps."""
-    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / 1000,
-                                             total_iters=min(1000, iterations - 1))
+    """The references' epoch-0 warmup: LinearLR from 1/1000 over ``min(1000, iterations - 1)`` steps.
+
+    With one batch per epoch that length is 0, and ``LinearLR(total_iters=0)`` never leaves its start factor:
+    the references' learning rate would stay at 1/1000 for the whole run. There the warmup lasts one step
+    instead (it ends with epoch 0), with a warning; with two or more batches the schedule is the references'.
+    """
+    total = min(1000, iterations - 1)
+    if total < 1:
+        log.warning("epoch 0 has %d batch(es): the references' warmup (LinearLR over batches - 1 = %d steps) "
+                    "would pin the learning rate at 1/1000; it ends with epoch 0 instead", iterations, total)
+        total = 1
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / 1000, total_iters=total)
 
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader: Iterable,

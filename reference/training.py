@@ -8,6 +8,11 @@
 Checkpoints hold model, optimizer, schedulers, scaler, epoch and RNG states and are written atomically.
 Each epoch's shuffling comes from a generator seeded by ``(seed, epoch)`` and the global RNG state is saved
 with every checkpoint, so a resumed run gives the same final weights as an uninterrupted one.
+
+A resume is checked against the checkpoint first (:func:`check_resumable`): another recipe, model, class
+count, seed, aspect-ratio grouping or data size is refused in one line naming the fields. A different
+``epochs`` re-plans a cosine schedule (the remaining epochs follow the cosine of the new length), keeps a step
+schedule (it does not depend on the length) and is refused for OneCycleLR (its length is fixed at the start).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from . import distributed
-from .checkpoint import CheckpointError, atomic_write_json, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (DIGEST_KEY, METADATA, CheckpointError, atomic_write_json, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 from .coco_eval import CocoResult
 from .engine import EpochLog, evaluate, to_device, train_one_epoch
 from .sampling import GroupedBatchSampler, aspect_ratio_groups
@@ -161,11 +167,92 @@ class FitConfig:
     print_freq: int = 10
     eval_every: int | None = None  # defaults to the recipe's; the last epoch is always evaluated
     group_factor: int = -1  # aspect-ratio grouping (the references use 3); -1 = plain shuffled batches
+    data: str | None = None  # where the data came from, recorded in checkpoints (resume warns if it moved)
+
+
+# recipe fields that do not change the training trajectory of the epochs still to run
+_RECIPE_FIELDS_FREE = ("epochs", "eval_every")
+
+
+def data_fingerprint(train_ds: Dataset, val_ds: Dataset | None) -> dict[str, int | None]:
+    """What a resume compares to tell the same data from other data: the split sizes."""
+    return {"train_samples": len(train_ds), "val_samples": None if val_ds is None else len(val_ds)}  # type: ignore[arg-type]
+
+
+def planned_epochs(state: dict[str, Any]) -> int | None:
+    """The epoch count a checkpoint's run was planned for (older checkpoints: from the scheduler's state)."""
+    if isinstance(state.get("epochs"), int):
+        return state["epochs"]
+    sched = state.get("scheduler") or {}
+    return int(sched["T_max"]) if isinstance(sched.get("T_max"), int) else None
+
+
+def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
+                    fingerprint: dict[str, int | None] | None = None) -> None:
+    """Refuse, in one line naming every differing field, a checkpoint that another run configuration wrote.
+
+    Compared: model name, class count, recipe (name and every setting that shapes training), seed,
+    aspect-ratio grouping, the data's split sizes, and whether ``cfg.epochs`` can continue the schedule.
+    The data's location may change (a warning): a moved folder holds the same data.
+    """
+    diffs: list[str] = []
+
+    def differ(name: str, then: Any, now: Any) -> None:
+        if then != now:
+            diffs.append(f"{name} {then!r} in the checkpoint, {now!r} now")
+
+    differ("model", state.get("model_name"), cfg.model_name)
+    differ("num_classes", state.get("num_classes"), cfg.num_classes)
+    differ("recipe", state.get("recipe"), cfg.recipe.name)
+    params = state.get("recipe_params")
+    if isinstance(params, dict) and state.get("recipe") == cfg.recipe.name:
+        now = asdict(cfg.recipe)
+        for k in sorted(set(params) | set(now)):
+            if k not in _RECIPE_FIELDS_FREE:
+                differ(f"recipe.{k}", params.get(k), now.get(k))
+    if "seed" in state:
+        differ("seed", state["seed"], cfg.seed)
+    if "group_factor" in state:
+        differ("aspect_ratio_group_factor", state["group_factor"], cfg.group_factor)
+    then_fp = state.get("data_fingerprint")
+    if isinstance(then_fp, dict) and fingerprint is not None:
+        for k in sorted(set(then_fp) & set(fingerprint)):
+            differ(f"data {k}", then_fp[k], fingerprint[k])
+    done, planned = int(state.get("epoch", 0)), planned_epochs(state)
+    if cfg.epochs < done:
+        diffs.append(f"epochs: {done} are done already, {cfg.epochs} asked for")
+    elif planned is not None and cfg.epochs != planned and cfg.recipe.schedule == "onecycle":
+        diffs.append(f"epochs {planned} in the checkpoint, {cfg.epochs} now (OneCycleLR's length is fixed when a "
+                     "run starts; resume with the planned epochs or start a new run)")
+    if diffs:
+        raise CheckpointError(f"{path}: cannot resume: " + "; ".join(diffs))
+    if state.get("data") and cfg.data and state["data"] != cfg.data:
+        log.warning("resuming a run trained on %s with data from %s (same split sizes)", state["data"], cfg.data)
+
+
+def _replan_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, epochs: int) -> None:
+    """Continue a cosine schedule as if it had been planned for ``epochs``: the closed form at the current
+    epoch, from where the scheduler's own steps carry on (they follow the closed form from any point on it)."""
+    scheduler.T_max = epochs
+    t = scheduler.last_epoch
+    lrs = [scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * t / epochs)) / 2
+           for base in scheduler.base_lrs]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports
 
 
 def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitConfig, out_dir: str | Path,
-        resume: str | Path | None = None, on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing each epoch to ``out_dir/last.pt``."""
+        resume: str | Path | None = None, on_epoch: Callable[[EpochRecord], None] | None = None, *,
+        resume_state: dict[str, Any] | None = None) -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing each epoch to ``out_dir/last.pt``.
+
+    ``resume`` continues from a checkpoint after :func:`check_resumable` (``resume_state``: its contents,
+    when the caller has loaded it already). ``out_dir/checkpoint.json`` records the run's settings and the
+    SHA-256 of each checkpoint's tensors.
+    """
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
     out = Path(out_dir)
     device = torch.device(cfg.device)
     recipe = cfg.recipe
@@ -185,12 +272,19 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
                     device.type)
     result = FitResult()
     start_epoch, best = 0, math.inf
+    fingerprint = data_fingerprint(train_ds, val_ds)
+    files: dict[str, dict[str, Any]] = {}
     if resume is not None:
-        state = load_checkpoint(resume)
-        _check_fits(state, cfg, resume)
+        state = resume_state if resume_state is not None else load_checkpoint(resume)
+        check_resumable(state, cfg, resume, fingerprint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if recipe.schedule == "cosine" and scheduler.T_max != cfg.epochs:
+            _replan_cosine(scheduler, cfg.epochs)
+            log.info("cosine schedule re-planned for %d epochs (was %d): learning rate %.3g at epoch %d",
+                     cfg.epochs, planned_epochs(state), scheduler.get_last_lr()[0], int(state["epoch"]))
+        files = _recorded_files(out) if Path(resume).parent.resolve() == out.resolve() else {}
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
@@ -234,19 +328,24 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
         if dist.is_main:
             state = {
                 "model_name": cfg.model_name, "num_classes": cfg.num_classes, "recipe": recipe.name,
+                "recipe_params": asdict(recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
+                "data": cfg.data, "data_fingerprint": fingerprint,
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "rng": rng_state(), "best_val_loss": best, "seed": cfg.seed,
                 "history": [asdict(h) for h in result.history],
             }
-            save_checkpoint(out / "last.pt", state)
+            digest = save_checkpoint(out / "last.pt", state)
+            files["last.pt"] = {"epoch": epoch + 1, DIGEST_KEY: digest}
             if improved:
                 save_checkpoint(out / "best.pt", state)
-            atomic_write_json(out / "checkpoint.json", {
+                files["best.pt"] = {"epoch": epoch + 1, DIGEST_KEY: digest}
+            atomic_write_json(out / METADATA, {
                 "model_name": cfg.model_name, "num_classes": cfg.num_classes, "recipe": asdict(recipe),
                 "epochs_done": epoch + 1, "epochs": cfg.epochs, "seed": cfg.seed, "device": cfg.device,
+                "data": cfg.data, "data_fingerprint": fingerprint,
                 "best_val_loss": None if math.isinf(best) else best, "best_checkpoint": "best.pt",
-                "torch": torch.__version__, "history": [asdict(h) for h in result.history]})
+                "files": files, "torch": torch.__version__, "history": [asdict(h) for h in result.history]})
         if on_epoch is not None:
             on_epoch(rec)
     result.train_seconds = time.perf_counter() - t_start
@@ -254,10 +353,15 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
     return result
 
 
-def _check_fits(state: dict[str, Any], cfg: FitConfig, path: str | Path) -> None:
-    if state.get("model_name") != cfg.model_name or state.get("num_classes") != cfg.num_classes:
-        raise CheckpointError(f"{path}: checkpoint is for {state.get('model_name')} with num_classes="
-                              f"{state.get('num_classes')}, not {cfg.model_name} with {cfg.num_classes}")
+def _recorded_files(out: Path) -> dict[str, dict[str, Any]]:
+    """The per-file digests an earlier part of this run wrote to ``out/checkpoint.json`` (best.pt's stays)."""
+    import json
+
+    try:
+        files = json.loads((out / METADATA).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in files.items() if isinstance(v, dict)} if isinstance(files, dict) else {}
 
 
 def transforms_for(recipe: Recipe, train: bool) -> Callable:

@@ -132,8 +132,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
 
 def test_resuming_with_another_model_or_class_count_is_refused(uninterrupted, tmp_path):
     train, val = _data()
-    save_checkpoint(tmp_path / "c.pt", {**uninterrupted[1], "num_classes": 5})
-    with pytest.raises(CheckpointError, match="num_classes=5"):
+    state = {k: v for k, v in uninterrupted[1].items() if k != "tensors_sha256"}
+    save_checkpoint(tmp_path / "c.pt", {**state, "num_classes": 5})
+    with pytest.raises(CheckpointError, match="num_classes 5 in the checkpoint, 2 now"):
         fit(_model(), train, val, _cfg(), tmp_path / "out", resume=tmp_path / "c.pt")
 
 
@@ -148,9 +149,12 @@ class _Payload:
 def test_a_file_with_pickled_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": "tvref-checkpoint/1", "x": _Payload(str(marker))}))
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint") as info:
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists()
+    message = str(info.value)
+    assert "\n" not in message and "(Unsupported" in message  # what torch's safe unpickler objected to
+    assert "weights_only" not in message and "trust" not in message  # never torch's advice to load it unsafely
 
 
 def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -161,3 +165,216 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, mon
         save_checkpoint(path, {"epoch": 2})
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+# --- resume checks ----------------------------------------------------------------------------------------------
+
+def test_resuming_with_another_recipe_is_refused_naming_it_before_loading_any_state(uninterrupted, tmp_path):
+    """The ci recipe's AdamW state loaded into the tutorial recipe's SGD used to crash (KeyError 'momentum')."""
+    train, val = _data()
+    save_checkpoint(tmp_path / "c.pt", uninterrupted[1])
+    cfg = FitConfig("small_maskrcnn", 2, replace(get_recipe("tutorial"), epochs=3), epochs=3, seed=7)
+    with pytest.raises(CheckpointError, match="recipe 'ci' in the checkpoint, 'tutorial' now") as info:
+        fit(_model(), train, val, cfg, tmp_path / "out", resume=tmp_path / "c.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_resuming_with_another_recipe_setting_is_refused_naming_the_setting(uninterrupted, tmp_path):
+    train, val = _data()
+    cfg = FitConfig("small_maskrcnn", 2, replace(RECIPE, lr=0.5), epochs=3, seed=7)
+    save_checkpoint(tmp_path / "c.pt", uninterrupted[1])
+    with pytest.raises(CheckpointError, match=r"recipe\.lr 0\.001 in the checkpoint, 0\.5 now"):
+        fit(_model(), train, val, cfg, tmp_path / "out", resume=tmp_path / "c.pt")
+
+
+def test_resuming_with_another_seed_or_data_is_refused_naming_both(uninterrupted, tmp_path):
+    train, val = _data()
+    save_checkpoint(tmp_path / "c.pt", uninterrupted[1])
+    with pytest.raises(CheckpointError) as info:
+        fit(_model(), Subset(train, range(6)), val, FitConfig("small_maskrcnn", 2, RECIPE, epochs=3, seed=8),
+            tmp_path / "out", resume=tmp_path / "c.pt")
+    assert "seed 7 in the checkpoint, 8 now" in str(info.value)
+    assert "data train_samples 8 in the checkpoint, 6 now" in str(info.value)
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+
+def _record_lrs(monkeypatch) -> list[tuple[int, float]]:
+    """Replace the epoch's training with a record of the learning rate it would start at (no model runs)."""
+    from reference.engine import EpochLog
+
+    seen: list[tuple[int, float]] = []
+
+    def fake_epoch(model, optimizer, loader, device, epoch, *args, **kwargs):
+        seen.append((epoch, optimizer.param_groups[0]["lr"]))
+        return EpochLog([{"loss": 1.0}], {"loss": 1.0})
+
+    monkeypatch.setattr("reference.training.train_one_epoch", fake_epoch)
+    return seen
+
+
+def _tiny_fit(out, epochs, recipe=None, resume=None):
+    recipe = recipe or replace(get_recipe("ci"), epochs=epochs)
+    cfg = FitConfig("tiny", 1, recipe, epochs=epochs, seed=0)
+    return fit(_Tiny(), list(range(8)), None, cfg, out, resume=resume)
+
+
+def test_more_epochs_on_resume_continue_the_cosine_planned_for_the_new_length(tmp_path, monkeypatch):
+    """The old T_max kept the schedule of the shorter run, and past its end the learning rate rose again."""
+    import math
+
+    seen = _record_lrs(monkeypatch)
+    _tiny_fit(tmp_path, 2)
+    assert [e for e, _ in seen] == [0, 1]
+    seen.clear()
+    _tiny_fit(tmp_path, 5, resume=tmp_path / "last.pt")
+    lr = get_recipe("ci").lr
+    expected = [(e, lr * (1 + math.cos(math.pi * e / 5)) / 2) for e in (2, 3, 4)]
+    assert [e for e, _ in seen] == [2, 3, 4]
+    assert [v for _, v in seen] == pytest.approx([v for _, v in expected], rel=1e-9)
+    assert load_checkpoint(tmp_path / "last.pt")["epochs"] == 5
+
+
+def test_a_resume_with_the_planned_epochs_keeps_the_schedule_untouched(tmp_path, monkeypatch):
+    seen = _record_lrs(monkeypatch)
+    _tiny_fit(tmp_path / "a", 4)
+    straight = list(seen)
+    seen.clear()
+    from reference import training
+
+    recording = training.train_one_epoch
+
+    def killed_at_epoch_2(model, optimizer, loader, device, epoch, *args, **kwargs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return recording(model, optimizer, loader, device, epoch, *args, **kwargs)
+
+    monkeypatch.setattr("reference.training.train_one_epoch", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_fit(tmp_path / "b", 4)
+    monkeypatch.setattr("reference.training.train_one_epoch", recording)
+    _tiny_fit(tmp_path / "b", 4, resume=tmp_path / "b" / "last.pt")
+    assert seen == straight  # epochs 0, 1, then 2, 3 after the resume, at the same rates
+
+
+def test_fewer_epochs_than_done_are_refused_on_resume(tmp_path, monkeypatch):
+    _record_lrs(monkeypatch)
+    _tiny_fit(tmp_path, 3)
+    with pytest.raises(CheckpointError, match="epochs: 3 are done already, 2 asked for"):
+        _tiny_fit(tmp_path, 2, recipe=replace(get_recipe("ci"), epochs=3), resume=tmp_path / "last.pt")
+
+
+def test_another_length_of_a_onecycle_run_is_refused_with_the_reason(tmp_path, monkeypatch):
+    _record_lrs(monkeypatch)
+    onecycle = replace(get_recipe("mills"), amp=False)
+    _tiny_fit(tmp_path, 2, recipe=onecycle)
+    with pytest.raises(CheckpointError, match="epochs 2 in the checkpoint, 4 now .OneCycleLR's length is fixed"):
+        _tiny_fit(tmp_path, 4, recipe=onecycle, resume=tmp_path / "last.pt")
+
+
+def test_zero_or_negative_epochs_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        _tiny_fit(tmp_path, 0)
+    assert not (tmp_path / "last.pt").exists()
+
+
+# --- the one-batch warmup trap ----------------------------------------------------------------------------------
+
+def test_one_batch_per_epoch_warms_up_within_epoch_zero_instead_of_pinning_the_learning_rate(caplog):
+    """LinearLR(total_iters=len - 1 = 0) never leaves 1/1000: the references' run would train at lr / 1000."""
+    from .test_engine import LossModel, batches, sgd
+
+    model = LossModel()
+    opt = sgd(model)
+    steps = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: steps.append(o.param_groups[0]["lr"]))
+    with caplog.at_level("WARNING", logger="reference.engine"):
+        from reference.engine import train_one_epoch
+
+        train_one_epoch(model, opt, batches(1), "cpu", epoch=0)
+    assert steps == [pytest.approx(5e-6)]  # the one step is still the warmup's first
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # and the warmup is over at the end of epoch 0
+    assert any("pin the learning rate" in r.getMessage() for r in caplog.records)
+
+
+# --- checkpoint integrity ---------------------------------------------------------------------------------------
+
+def _flip_a_weight_byte(path):
+    """Change one byte of a tensor's data inside the checkpoint's zip (stored uncompressed), as disk rot would."""
+    raw = bytearray(path.read_bytes())
+    marker = bytes(torch.full((64,), 0.123456789, dtype=torch.float32).numpy().tobytes())
+    at = raw.find(marker)
+    assert at > 0
+    raw[at + 100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_weights_changed_on_disk_are_refused_by_their_sha256(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"epoch": 1, "model": {"w": torch.full((64,), 0.123456789)}})
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt")["model"]["w"], torch.full((64,), 0.123456789))
+    _flip_a_weight_byte(tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="do not match the SHA-256 recorded in the file"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_checkpoint_json_records_each_checkpoints_sha256_and_load_checks_it(tmp_path, monkeypatch):
+    import json
+
+    _record_lrs(monkeypatch)
+    _tiny_fit(tmp_path, 1)
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    digest = meta["files"]["last.pt"]["tensors_sha256"]
+    assert digest == load_checkpoint(tmp_path / "last.pt")["tensors_sha256"] and len(digest) == 64
+    meta["files"]["last.pt"]["tensors_sha256"] = "0" * 64
+    (tmp_path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="recorded in checkpoint.json"):
+        load_checkpoint(tmp_path / "last.pt")
+
+
+def test_checkpoints_from_before_digests_still_load():
+    from reference.golden import trained_checkpoint
+
+    state = load_checkpoint(trained_checkpoint())
+    assert "tensors_sha256" not in state and state["model"]
+
+
+def test_an_empty_checkpoint_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_a_truncated_checkpoint_is_refused_in_one_line(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"epoch": 1, "model": {"w": torch.ones(1000)}})
+    (tmp_path / "c.pt").write_bytes((tmp_path / "c.pt").read_bytes()[:1500])
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project") as info:
+        load_checkpoint(tmp_path / "c.pt")
+    assert "\n" not in str(info.value)
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(proc.stdout)
+
+
+def test_the_next_write_removes_temporary_files_of_a_killed_writer_and_keeps_live_ones(tmp_path):
+    import os
+
+    orphan = tmp_path / f".last.pt.{_dead_pid()}.abcd1234.tmp"
+    orphan.write_bytes(b"x" * 1000)  # what a kill in the middle of save_checkpoint leaves behind
+    live = tmp_path / f".best.pt.{os.getpid()}.abcd1234.tmp"
+    live.write_bytes(b"y")
+    user_file = tmp_path / ".notes.tmp"
+    user_file.write_bytes(b"z")
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    assert not orphan.exists()
+    assert live.exists() and user_file.exists()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
