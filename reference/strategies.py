@@ -24,8 +24,13 @@ from torchvision import tv_tensors
 
 from .contract import RULES
 
-DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE")
-SAMPLE_CODES = tuple(c for c in RULES if c not in DATASET_CODES)
+DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE", "DATASET_EMPTY")
+# Rules about annotation files, class statistics and pairs of splits: no in-memory sample breaks them; the
+# loaders' and the dataset rules' own tests (test_annotation_defects, test_tool_exports, test_dataset_rules) do.
+FILE_AND_SPLIT_CODES = ("ANNOTATION_INVALID", "ANNOTATION_DROPPED", "ANNOTATION_REPAIRED", "ANNOTATION_ID_DUPLICATE",
+                        "IMAGE_ENTRY_INVALID", "LABEL_UNKNOWN", "CLASS_UNUSED", "CLASS_IMBALANCE", "BOX_SIZE_OUTLIER",
+                        "SPLIT_DUPLICATE_IMAGE", "SPLIT_CLASS_MISSING", "SPLIT_CLASS_ID_MISMATCH")
+SAMPLE_CODES = tuple(c for c in RULES if c not in DATASET_CODES and c not in FILE_AND_SPLIT_CODES)
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,8 @@ def broken_datasets(draw, code: str) -> tuple[SampleListDataset, int]:
         raise ValueError(f"{code!r} is not a dataset-wide code; see broken_samples")
     ds, num_classes = draw(valid_datasets(min_len=2, masks=False, keypoints=False))
     samples = ds.samples
+    if code == "DATASET_EMPTY":
+        return SampleListDataset([]), num_classes
     if code == "GETITEM_FAILED":
         return SampleListDataset(samples, fail_at=(draw(st.integers(0, len(samples) - 1)),)), num_classes
     if code == "NOT_PICKLABLE":

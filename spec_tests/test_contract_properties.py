@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 
 from reference.contract import RULES, Severity, validate_dataset, validate_sample
-from reference.strategies import (DATASET_CODES, SAMPLE_CODES, broken_datasets, broken_samples, valid_datasets,
-                                  valid_samples)
+from reference.strategies import (DATASET_CODES, FILE_AND_SPLIT_CODES, SAMPLE_CODES, broken_datasets, broken_samples,
+                                  valid_datasets, valid_samples)
 
 
 def errors(violations):
@@ -15,8 +15,9 @@ def errors(violations):
 
 
 def test_every_rule_is_either_sample_or_dataset_level():
-    assert set(SAMPLE_CODES) | set(DATASET_CODES) == set(RULES)
+    assert set(SAMPLE_CODES) | set(DATASET_CODES) | set(FILE_AND_SPLIT_CODES) == set(RULES)
     assert not set(SAMPLE_CODES) & set(DATASET_CODES)
+    assert not (set(SAMPLE_CODES) | set(DATASET_CODES)) & set(FILE_AND_SPLIT_CODES)
 
 
 @given(valid_samples())

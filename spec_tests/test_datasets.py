@@ -226,14 +226,23 @@ def test_labelme_masks_are_the_rasterised_polygons(labelme_root):
         assert abs(float(xs_m.min()) - min(xs)) <= 1 and abs(float(xs_m.max()) - max(xs)) <= 1
 
 
-@pytest.mark.parametrize("defect,match", [("short-polygon", "has 2 points; a polygon needs at least 3"),
-                                          ("path-escape", "points outside the dataset root"),
-                                          ("unknown-class", "label 'unicorn', not one of the classes")])
-def test_labelme_bad_input_names_the_file(tmp_path, defect, match):
-    root = generate("labelme", tmp_path / defect, count=2, seed=3, defect=defect)
-    with pytest.raises(DatasetError, match=match) as info:
+def test_labelme_image_path_outside_the_root_is_refused_naming_the_file(tmp_path):
+    root = generate("labelme", tmp_path / "escape", count=2, seed=3, defect="path-escape")
+    with pytest.raises(DatasetError, match="points outside the dataset root") as info:
         LabelMeDataset(root, ["person"])
     assert "card_0000.json" in str(info.value)
+
+
+@pytest.mark.parametrize("defect,code,match", [("short-polygon", "ANNOTATION_INVALID",
+                                                "has 2 points; a polygon needs at least 3"),
+                                               ("unknown-class", "LABEL_UNKNOWN", "label 'unicorn' is not one of")])
+def test_labelme_bad_shapes_are_errors_naming_file_and_shape(tmp_path, defect, code, match):
+    root = generate("labelme", tmp_path / defect, count=2, seed=3, defect=defect)
+    ds = LabelMeDataset(root, ["person"])
+    found = [v for v in ds.load_violations if v.code == code]
+    assert len(found) == 1 and found[0].message.startswith("card_0000.json shape 0") and match in found[0].message
+    report = validate_dataset(ds, num_classes=2)
+    assert code in {v.code for v in report.errors}
 
 
 def test_labelme_non_polygon_shapes_are_counted_not_silently_dropped(labelme_root, tmp_path):
@@ -246,7 +255,8 @@ def test_labelme_non_polygon_shapes_are_counted_not_silently_dropped(labelme_roo
     doc["shapes"].append({"label": "person", "points": [[1, 1]], "shape_type": "point"})
     path.write_text(json.dumps(doc))
     ds = LabelMeDataset(root, ["person", "bottle"])
-    assert len(ds.skipped) == 1 and "point" in ds.skipped[0][2]
+    (dropped,) = ds.load_violations
+    assert dropped.code == "ANNOTATION_DROPPED" and "point" in dropped.message and dropped.index == 0
 
 
 # --- COCO -------------------------------------------------------------------------------------------------
@@ -311,12 +321,15 @@ def test_coco_file_name_outside_the_root_is_refused(tmp_path):
         open_dataset(root)
 
 
-def test_coco_zero_size_boxes_are_counted(tmp_path, coco_root):
+def test_coco_zero_size_boxes_are_reported_as_dropped(tmp_path, coco_root):
     doc = json.loads((coco_root / "annotations.json").read_text())
     doc["annotations"][0]["bbox"][2] = 0
     (tmp_path / "a.json").write_text(json.dumps(doc))
     ds = CocoInstancesDataset(coco_root / "images", tmp_path / "a.json")
-    assert len(ds.skipped) == 1 and ds.skipped[0][0] == doc["annotations"][0]["id"]
+    (dropped,) = ds.load_violations
+    assert dropped.code == "ANNOTATION_DROPPED"
+    assert dropped.message.startswith(f"a.json annotation {doc['annotations'][0]['id']} on ")
+    assert "ANNOTATION_DROPPED" in validate_dataset(ds).codes()
 
 
 def test_unknown_layout_is_named(tmp_path):

@@ -1,11 +1,31 @@
-"""COCO instances JSON: polygons and RLE, ``iscrowd``, images without annotations as valid negatives."""
+"""COCO instances JSON as the common exporters write it: polygons and RLE, ``iscrowd``, images without
+annotations as valid negatives, and every annotation that cannot be used reported, never silently dropped.
+
+Exporters this reads as they mean their files:
+
+- labelme2coco (labelme's ``examples/instance_segmentation``): ``annotations.json`` beside ``JPEGImages/``,
+  ``file_name`` ``JPEGImages/x.jpg`` relative to the annotation file's folder; a category ``_background_`` with
+  id 0 (the second line of ``labels.txt``), which is the background and not an object class; a rectangle's
+  segmentation written as its two corners (4 numbers), read here as that rectangle.
+- CVAT's "COCO 1.0" (Datumaro's COCO exporter): ``annotations/instances_<subset>.json`` with the images in
+  ``images/<subset>/``, category ids from 1, ``segmentation: []`` for rectangles, masks as uncompressed RLE with
+  ``iscrowd`` 1, an ``attributes`` dict per annotation.
+- Roboflow: ``_annotations.coco.json`` in each split folder beside its images; category 0 is a placeholder named
+  after the project, the ``supercategory`` of every real category, used by no annotation: not a class.
+
+``file_name`` is resolved against an image root (detectron2's ``register_coco_instances(name, meta, json,
+image_root)``): the given one, else the first of the annotation file's folder, its ``images/`` (this project's
+own layout) and, for ``annotations/instances_<subset>.json``, ``../images/<subset>/`` and ``../images/`` that
+holds the images.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,9 +33,14 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .common import DatasetError, read_rgb, safe_join
+from ..contract import Violation
+from .common import DatasetError, issue, read_rgb, safe_join
 
 log = logging.getLogger(__name__)
+
+BACKGROUND_NAMES = ("_background_", "__background__")
+# How many images (from the lowest id) are looked up when choosing the image root among the candidates.
+ROOT_PROBE = 16
 
 
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
@@ -30,51 +55,338 @@ def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle).astype(np.uint8)
 
 
-class CocoInstancesDataset(Dataset):
-    """A COCO instances file over an image folder (v2 flavour: ``tv_tensors``, int ``image_id``).
+def rle_string_counts(text: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (the encoding of pycocotools' ``rleToString``), None when
+    the string is not one. Decoding is checked here because pycocotools decodes without bounds checks."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(text):
+                return None
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
 
-    Category ids map to contiguous labels 1..K in increasing id order (``cat_id_to_label``,
-    ``label_to_cat_id``, ``classes``); ``image_id`` is the file's own id. Boxes are the annotations' ``bbox``
-    in XYXY; ``area`` and ``iscrowd`` are passed through as given. Annotations with a zero-size bbox cannot be
-    trained on: they are left out and counted in ``skipped`` with a warning.
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def image_root_candidates(annotation_json: Path) -> list[Path]:
+    """Where ``file_name`` may be relative to, in the order tried (see the module docstring)."""
+    folder = annotation_json.parent
+    found = [folder, folder / "images"]
+    if folder.name == "annotations":
+        _, sep, subset = annotation_json.stem.partition("_")
+        if sep and subset:
+            found.append(folder.parent / "images" / subset)
+        found += [folder.parent / "images", folder.parent]
+    return list(dict.fromkeys(found))
+
+
+class CocoInstancesDataset(Dataset):
+    """A COCO instances file over an image root (v2 flavour: ``tv_tensors``, int ``image_id``).
+
+    ``images_dir`` None picks the image root as the module docstring says. Object categories map to labels
+    1..K in increasing id order (``cat_id_to_label``, ``label_to_cat_id``, ``classes`` with "background" first),
+    or, given ``classes`` (object class names), to their position in that list, so that two splits share one
+    numbering. Background and placeholder categories are not classes. Boxes are the annotations' ``bbox`` in
+    XYXY; ``area`` and ``iscrowd`` are passed through. Every annotation or image record that cannot be used is
+    left out and recorded in ``load_violations`` (file, annotation id, field, rule); what cannot be read at all
+    raises :class:`DatasetError`.
     """
 
-    def __init__(self, images_dir: str | Path, annotation_json: str | Path, transforms: Callable | None = None):
-        self.images_dir = Path(images_dir)
+    def __init__(self, images_dir: str | Path | None, annotation_json: str | Path,
+                 transforms: Callable | None = None, classes: Sequence[str] | None = None):
         self.annotation_json = Path(annotation_json)
         self.transforms = transforms
-        try:
-            doc = json.loads(self.annotation_json.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"{self.annotation_json}: not a readable COCO JSON ({exc})") from exc
-        for key in ("images", "annotations", "categories"):
-            if key not in doc:
-                raise DatasetError(f"{self.annotation_json}: COCO instances need an {key!r} list")
-        cat_ids = sorted(c["id"] for c in doc["categories"])
-        names = {c["id"]: c.get("name", str(c["id"])) for c in doc["categories"]}
-        self.cat_id_to_label = {cid: i + 1 for i, cid in enumerate(cat_ids)}
-        self.label_to_cat_id = {v: k for k, v in self.cat_id_to_label.items()}
-        self.classes = ["background"] + [names[c] for c in cat_ids]
-        self.images = sorted(doc["images"], key=lambda im: im["id"])
+        self.load_violations: list[Violation] = []
+        self._name = self.annotation_json.name
+        doc = self._read()
+        cats = self._categories(doc["categories"], doc["annotations"])
+        self._map_classes(cats, classes)
+        self.images = self._images(doc["images"])
+        self.images_dir = Path(images_dir) if images_dir is not None else self._pick_root()
         for im in self.images:
             safe_join(self.images_dir, im["file_name"], what=f"{self.annotation_json} image {im['id']} file_name")
-        self.skipped: list[tuple[int, str]] = []
-        by_image: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
-        for ann in doc["annotations"]:
-            if ann["image_id"] not in by_image:
-                raise DatasetError(f"{self.annotation_json}: annotation {ann.get('id')} names image_id "
-                                   f"{ann['image_id']}, which is not in 'images'")
-            if ann["category_id"] not in self.cat_id_to_label:
-                raise DatasetError(f"{self.annotation_json}: annotation {ann.get('id')} has category_id "
-                                   f"{ann['category_id']}, which is not in 'categories'")
-            x, y, w, h = ann["bbox"]
-            if w <= 0 or h <= 0:
-                self.skipped.append((ann.get("id"), f"bbox {ann['bbox']} has zero width or height"))
-                log.warning("%s: annotation %s has a zero-size bbox %s; left out (counted in .skipped)",
-                            self.annotation_json, ann.get("id"), ann["bbox"])
+        self._index_of = {im["id"]: i for i, im in enumerate(self.images)}
+        self.annotations: list[list[dict]] = [[] for _ in self.images]
+        self._collect(doc["annotations"], cats)
+        self.has_masks = any(a["_segm"] is not None for anns in self.annotations for a in anns)
+        if self.has_masks:
+            for i, anns in enumerate(self.annotations):
+                for a in anns:
+                    if a["_segm"] is None:
+                        self._report("ANNOTATION_REPAIRED", a, i, "segmentation", "has no segmentation while "
+                                     "others do; its mask is its box (CVAT and Roboflow write [] for rectangles)")
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def _read(self) -> dict:
+        try:
+            doc = json.loads(self.annotation_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{self.annotation_json}: not a readable COCO JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise DatasetError(f"{self.annotation_json}: a COCO file is a JSON object, not a {type(doc).__name__}")
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(doc.get(key), list):
+                raise DatasetError(f"{self.annotation_json}: COCO instances need an {key!r} list")
+        return doc
+
+    def _categories(self, raw: list, anns: list) -> dict[int, dict]:
+        cats: dict[int, dict] = {}
+        for k, c in enumerate(raw):
+            if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool) \
+                    or not isinstance(c.get("name"), str):
+                raise DatasetError(f"{self.annotation_json}: categories[{k}] = {c!r} needs an integer 'id' and a "
+                                   "string 'name'")
+            if c["id"] in cats:
+                raise DatasetError(f"{self.annotation_json}: category id {c['id']} is used by both "
+                                   f"{cats[c['id']]['name']!r} and {c['name']!r}")
+            cats[c["id"]] = {**c, "kind": "object"}
+        used = {a.get("category_id") for a in anns if isinstance(a, dict)}
+        parents = {c.get("supercategory") for c in cats.values()}
+        for cid, c in cats.items():
+            if c["name"] in BACKGROUND_NAMES:
+                c["kind"] = "background"
+            elif c["name"] in parents and cid not in used and any(
+                    o.get("supercategory") == c["name"] and o is not c for o in cats.values()):
+                c["kind"] = "placeholder"  # Roboflow's category 0: the supercategory of the real ones
+        return cats
+
+    def _map_classes(self, cats: dict[int, dict], classes: Sequence[str] | None) -> None:
+        objects = sorted(cid for cid, c in cats.items() if c["kind"] == "object")
+        if classes is None:
+            names = [cats[cid]["name"] for cid in objects]
+            self.cat_id_to_label = {cid: i + 1 for i, cid in enumerate(objects)}
+        else:
+            names = list(classes)
+            position = {n: i + 1 for i, n in enumerate(names)}
+            self.cat_id_to_label = {cid: position[cats[cid]["name"]] for cid in objects
+                                    if cats[cid]["name"] in position}
+        self.label_to_cat_id = {v: k for k, v in self.cat_id_to_label.items()}
+        self.classes = ["background", *names]
+
+    def _images(self, raw: list) -> list[dict]:
+        ok: list[dict] = []
+        for k, im in enumerate(raw):
+            problem = None
+            if not isinstance(im, dict):
+                problem = f"is a {type(im).__name__}, not an object"
+            elif not isinstance(im.get("id"), int) or isinstance(im.get("id"), bool):
+                problem = f"has id {im.get('id')!r}; an integer is needed"
+            elif not isinstance(im.get("file_name"), str) or not im["file_name"]:
+                problem = f"(id {im['id']}) has no 'file_name'"
+            elif not all(isinstance(im.get(d), int) and not isinstance(im.get(d), bool) and im[d] > 0
+                         for d in ("height", "width")):
+                problem = (f"(id {im['id']}, {im['file_name']}) has height {im.get('height')!r} and width "
+                           f"{im.get('width')!r}; positive integers are needed")
+            if problem:
+                self.load_violations.append(issue("IMAGE_ENTRY_INVALID", None, "images",
+                                                  f"{self._name}: images[{k}] {problem}; the image is left out"))
+            else:
+                ok.append(im)
+        by_id: dict[int, list[dict]] = {}
+        for im in ok:
+            by_id.setdefault(im["id"], []).append(im)
+        self._ambiguous: dict[int, list[str]] = {}
+        for iid, same in by_id.items():
+            if len(same) > 1:
+                files = [im["file_name"] for im in same]
+                self._ambiguous[iid] = files
+                self.load_violations.append(issue(
+                    "IMAGE_ENTRY_INVALID", None, "images", f"{self._name}: image id {iid} is used by {len(same)} "
+                    f"images ({', '.join(files)}); none of them is used, since their annotations cannot be told "
+                    "apart", hint="give every image its own id"))
+        return sorted((same[0] for iid, same in by_id.items() if len(same) == 1), key=lambda im: im["id"])
+
+    def _pick_root(self) -> Path:
+        candidates = image_root_candidates(self.annotation_json)
+        probe = self.images[:ROOT_PROBE]
+        scores = [sum((c / im["file_name"]).is_file() for im in probe) for c in candidates]
+        best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
+        if probe and scores[best] == 0:
+            log.warning("%s: none of the first images was found under %s; give the image folder (--images DIR)",
+                        self.annotation_json, ", ".join(map(str, candidates)))
+        return candidates[best]
+
+    # --- annotations -----------------------------------------------------------------------------------------
+
+    def _report(self, code: str, ann: dict, index: int | None, field: str, message: str,
+                hint: str | None = None) -> None:
+        aid = ann.get("id") if isinstance(ann, dict) else None
+        on = f" on {self.images[index]['file_name']}" if index is not None else ""
+        self.load_violations.append(issue(code, index, field, f"{self._name} annotation {aid}{on}: {message}",
+                                          hint=hint))
+
+    def _collect(self, raw: list, cats: dict[int, dict]) -> None:
+        seen_ids: dict[Any, int] = {}
+        for k, ann in enumerate(raw):
+            if not isinstance(ann, dict):
+                self.load_violations.append(issue("ANNOTATION_INVALID", None, "annotations", f"{self._name}: "
+                                                  f"annotations[{k}] is a {type(ann).__name__}, not an object"))
                 continue
-            by_image[ann["image_id"]].append(ann)
-        self.annotations = [by_image[im["id"]] for im in self.images]
+            index = self._index_of.get(ann.get("image_id"))
+            missing = [key for key in ("id", "image_id", "category_id", "bbox") if key not in ann]
+            if missing:
+                self._report("ANNOTATION_INVALID", ann, index, missing[0], f"(annotations[{k}]) has no "
+                             f"{', '.join(map(repr, missing))}; it is left out")
+                continue
+            if ann["id"] in seen_ids:
+                self._report("ANNOTATION_ID_DUPLICATE", ann, index, "id", f"id {ann['id']!r} is also used by "
+                             f"annotations[{seen_ids[ann['id']]}]; evaluation keys annotations by id")
+            else:
+                seen_ids[ann["id"]] = k
+            if index is None:
+                why = (f"is shared by {', '.join(self._ambiguous[ann['image_id']])}"
+                       if ann["image_id"] in self._ambiguous else "is not in 'images' (or its record was unusable)")
+                self._report("ANNOTATION_INVALID", ann, None, "image_id", f"image_id {ann['image_id']!r} {why}; "
+                             "it is left out")
+                continue
+            prepared = self._prepare(ann, index, cats)
+            if prepared is not None:
+                self.annotations[index].append(prepared)
+
+    def _prepare(self, ann: dict, index: int, cats: dict[int, dict]) -> dict | None:
+        """The annotation ready for ``__getitem__`` (``_segm`` normalised, defaults filled in) or None."""
+        cid = ann["category_id"]
+        cat = cats.get(cid) if isinstance(cid, int) and not isinstance(cid, bool) else None
+        if cat is None:
+            self._report("ANNOTATION_INVALID", ann, index, "category_id", f"category_id {cid!r} is not in "
+                         "'categories'; it is left out")
+            return None
+        if cat["kind"] != "object":
+            what = "the background" if cat["kind"] == "background" else "a placeholder supercategory"
+            self._report("ANNOTATION_DROPPED", ann, index, "category_id", f"category {cid} {cat['name']!r} is "
+                         f"{what}, not an object class; it is not an instance")
+            return None
+        if cid not in self.cat_id_to_label:
+            self._report("LABEL_UNKNOWN", ann, index, "category_id", f"category {cat['name']!r} is not one of the "
+                         f"classes {self.classes[1:]}; it is left out",
+                         hint="add it to the class list (--classes) or fix the category")
+            return None
+        bbox = ann["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            self._report("ANNOTATION_INVALID", ann, index, "bbox", f"bbox {bbox!r} is not 4 finite numbers "
+                         "[x, y, width, height]; it is left out")
+            return None
+        x, y, w, h = bbox
+        if w < 0 or h < 0:
+            self._report("ANNOTATION_INVALID", ann, index, "bbox", f"bbox {bbox} has a negative "
+                         f"{'width' if w < 0 else 'height'} (Datumaro: NegativeLength); it is left out",
+                         hint="COCO boxes are [x, y, width, height]; an [x1, y1, x2, y2] box gives this")
+            return None
+        if w == 0 or h == 0:
+            self._report("ANNOTATION_DROPPED", ann, index, "bbox", f"bbox {bbox} has zero "
+                         f"{'width' if w == 0 else 'height'}; no model can learn from it, so it is not an instance")
+            return None
+        info = self.images[index]
+        segm = self._segmentation(ann, index, info["height"], info["width"])
+        if segm is False:
+            return None
+        out = {**ann, "_segm": segm}
+        if "iscrowd" not in ann:
+            out["iscrowd"] = 0
+            self._report("ANNOTATION_REPAIRED", ann, index, "iscrowd", "has no 'iscrowd'; taken as 0")
+        elif not _is_number(ann["iscrowd"]):
+            self._report("ANNOTATION_INVALID", ann, index, "iscrowd", f"iscrowd {ann['iscrowd']!r} is not a "
+                         "number; it is left out")
+            return None
+        if "area" not in ann:
+            out["area"] = self._area(segm, info["height"], info["width"], w * h)
+            self._report("ANNOTATION_REPAIRED", ann, index, "area", f"has no 'area'; computed as {out['area']:g} "
+                         "from its " + ("segmentation (pycocotools)" if segm is not None else "box"))
+        elif not _is_number(ann["area"]):
+            self._report("ANNOTATION_INVALID", ann, index, "area", f"area {ann['area']!r} is not a finite "
+                         "number; it is left out")
+            return None
+        return out
+
+    @staticmethod
+    def _area(segm: Any, h: int, w: int, box_area: float) -> float:
+        if segm is None:
+            return float(box_area)
+        return float(decode_segmentation(segm, h, w).sum())
+
+    def _segmentation(self, ann: dict, index: int, h: int, w: int) -> Any:
+        """The segmentation normalised (polygon list or RLE dict), None for none, False when unusable."""
+        segm = ann.get("segmentation")
+        if segm is None or segm == [] or segm == {}:
+            return None
+        if isinstance(segm, dict):
+            return self._rle(ann, index, segm, h, w)
+        if not isinstance(segm, list):
+            self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"segmentation is a "
+                         f"{type(segm).__name__}; COCO has a list of polygons or an RLE dict; it is left out")
+            return False
+        parts = []
+        for j, part in enumerate(segm):
+            if not isinstance(part, list) or not all(_is_number(v) for v in part):
+                self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"polygon {j} is not a list of "
+                             "finite numbers; it is left out")
+                return False
+            if len(part) == 4 and self._corners_of_box(part, ann["bbox"]):
+                x1, x2 = sorted(part[0::2])
+                y1, y2 = sorted(part[1::2])
+                parts.append([x1, y1, x2, y1, x2, y2, x1, y2])
+                self._report("ANNOTATION_REPAIRED", ann, index, "segmentation", f"polygon {j} has 4 numbers "
+                             f"{part}; read as the corners of a rectangle, as labelme2coco writes rectangles "
+                             "(pycocotools would read the 4 numbers as a box, detectron2 drops the instance)")
+            elif len(part) < 6 or len(part) % 2:
+                self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"polygon {j} has {len(part)} "
+                             "numbers; a polygon needs an even count of at least 6 (3 points); it is left out")
+                return False
+            else:
+                parts.append(part)
+        return parts
+
+    @staticmethod
+    def _corners_of_box(part: list, bbox: list) -> bool:
+        """Whether 4 numbers are two corners of the annotation's box (labelme2coco's rectangles), within the
+        pixel its mask-derived bbox adds; a labelme2coco *line* (drawn 10 px wide) has 4 numbers too, but a
+        larger box."""
+        x1, x2 = sorted(part[0::2])
+        y1, y2 = sorted(part[1::2])
+        bx, by, bw, bh = bbox
+        return max(abs(x1 - bx), abs(y1 - by), abs(x2 - (bx + bw)), abs(y2 - (by + bh))) <= 1.5
+
+    def _rle(self, ann: dict, index: int, segm: dict, h: int, w: int) -> Any:
+        size, counts = segm.get("size"), segm.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+            self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"RLE size {size!r} is not [height, "
+                         "width]; it is left out")
+            return False
+        if tuple(size) != (h, w):
+            self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"RLE size {size} differs from the "
+                         f"image's [height, width] = [{h}, {w}]; it is left out")
+            return False
+        if isinstance(counts, list):
+            runs = counts if all(isinstance(v, int) and not isinstance(v, bool) for v in counts) else None
+        elif isinstance(counts, str):
+            runs = rle_string_counts(counts)
+        else:
+            runs = None
+        if runs is None or any(v < 0 for v in runs) or sum(runs) != h * w:
+            got = "unreadable counts" if runs is None else f"runs summing to {sum(runs)}"
+            self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"RLE has {got}; an RLE of a "
+                         f"{h}x{w} image covers {h * w} pixels with non-negative runs; it is left out")
+            return False
+        return {"size": size, "counts": counts}
+
+    # --- samples -------------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,27 +394,40 @@ class CocoInstancesDataset(Dataset):
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
         return int(self.images[idx]["height"]), int(self.images[idx]["width"])
 
+    def _mask(self, ann: dict, h: int, w: int) -> np.ndarray:
+        if ann["_segm"] is not None:
+            return decode_segmentation(ann["_segm"], h, w)
+        x, y, bw, bh = ann["bbox"]  # box-only annotation in a dataset with masks: the box's pixels
+        m = np.zeros((h, w), dtype=np.uint8)
+        m[max(int(math.floor(y)), 0):max(int(math.ceil(y + bh)), 0),
+          max(int(math.floor(x)), 0):max(int(math.ceil(x + bw)), 0)] = 1
+        return m
+
     def __getitem__(self, idx: int):
         info = self.images[idx]
         path = safe_join(self.images_dir, info["file_name"], what=f"image {info['id']}")
+        if not path.is_file():
+            raise DatasetError(f"{self._name} image {info['id']}: {info['file_name']} is not under the image root "
+                               f"{self.images_dir} (give the image folder with --images DIR)")
         img = tv_tensors.Image(read_rgb(path))
         h, w = img.shape[-2:]
         if (h, w) != self.get_height_and_width(idx):
             raise DatasetError(f"{path}: decoded size {(h, w)} differs from height/width in "
-                               f"{self.annotation_json.name} {self.get_height_and_width(idx)}")
+                               f"{self._name} {self.get_height_and_width(idx)}")
         anns = self.annotations[idx]
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes = torch.tensor([[float(v) for v in a["bbox"]] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        masks = [decode_segmentation(a["segmentation"], h, w) for a in anns]
         target = {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
             "labels": torch.tensor([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=torch.int64),
-            "masks": tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks
-                                     else torch.zeros((0, h, w), dtype=torch.uint8)),
             "image_id": int(info["id"]),
             "area": torch.tensor([float(a["area"]) for a in anns], dtype=torch.float32),
-            "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in anns], dtype=torch.int64),
+            "iscrowd": torch.tensor([int(a["iscrowd"]) for a in anns], dtype=torch.int64),
         }
+        if self.has_masks:
+            masks = [self._mask(a, h, w) for a in anns]
+            target["masks"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks
+                                              else torch.zeros((0, h, w), dtype=torch.uint8))
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target

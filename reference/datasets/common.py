@@ -1,7 +1,9 @@
-"""What the on-disk datasets share: safe paths, image reading with file-naming errors, boxes from masks."""
+"""What the on-disk datasets share: safe paths, image reading with file-naming errors, boxes from masks, and
+:func:`issue` to record a problem in one annotation as a contract :class:`~reference.contract.Violation`."""
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 
@@ -10,11 +12,23 @@ import torch
 from PIL import Image
 from torchvision.ops import masks_to_boxes
 
+from ..contract import RULES, Violation
+
 log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
     """A dataset folder breaks its layout; the message names the file and the rule."""
+
+
+def issue(code: str, index: int | None, field: str | None, message: str, *, instance: int | None = None,
+          hint: str | None = None) -> Violation:
+    """A loader's finding about one annotation, with the rule's default severity from ``RULES``.
+
+    Loaders keep these in ``load_violations``; :func:`reference.contract.validate_dataset` reports them with
+    the per-sample findings, so nothing a loader leaves out goes unmentioned.
+    """
+    return Violation(code, RULES[code], index, field, instance, message, hint)
 
 
 def safe_join(root: Path, relative: str, *, what: str) -> Path:
@@ -37,6 +51,16 @@ def read_rgb(path: Path) -> torch.Tensor:
             pixels = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
         raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
+def read_rgb_bytes(data: bytes, *, what: str) -> torch.Tensor:
+    """:func:`read_rgb` for an encoded image held in memory (LabelMe's inline ``imageData``)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            pixels = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 - name the source whatever the decoder said
+        raise DatasetError(f"{what}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
@@ -94,7 +118,9 @@ def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[t
     if exclusive:
         boxes[:, 2:] += 1.0
         return boxes, []
-    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    # an empty mask keeps its all-zero box (the validator reports it as MASK_EMPTY); only real instances widen
+    nonempty = masks.flatten(1).bool().any(dim=1)
+    flat = ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])) & nonempty
     widened = torch.nonzero(flat).flatten().tolist()
     if widened:
         boxes[flat, 2] = torch.maximum(boxes[flat, 2], boxes[flat, 0] + 1.0)

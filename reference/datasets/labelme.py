@@ -1,13 +1,33 @@
-"""The LabelMe layout (seed 002): one JSON per image with ``shapes[{label, points, shape_type}]`` and an
-``imagePath`` relative to the JSON. Polygons are rasterised to masks; boxes come from the masks."""
+"""The LabelMe layout: one JSON per image, as labelme 5.x saves it, read the way labelme's own tools read it.
+
+What a file holds (labelme's ``LabelFile.save``): ``version``, ``flags``, ``shapes`` (each ``label``, ``points``,
+``group_id``, ``description``, ``shape_type``, ``flags``, ``mask``), ``imagePath`` (relative to the JSON;
+Windows back-slashes allowed), ``imageData`` (the image file's bytes in base64, or null), ``imageHeight`` and
+``imageWidth``. How it is meant (labelme's ``LabelFile.load``, ``utils.shape_to_mask``, ``shapes_to_label`` and
+the ``labelme2coco.py`` example):
+
+- ``imageData``, when present, is the image; ``imagePath`` is used only when it is null.
+- One instance is one ``(label, group_id)`` pair: shapes sharing both are parts of one object (their masks are
+  united); a shape without ``group_id`` is an instance of its own.
+- ``__ignore__`` marks regions that are not annotated (labelme2coco writes no annotation for them) and
+  ``_background_`` is the background, label 0: neither is an object class. The first two lines of labelme's
+  ``labels.txt`` are these two names.
+- polygon (3+ points), rectangle (2 corners), circle (centre and a point on the rim), mask (a base64 PNG patch
+  whose top-left corner is the first point) and oriented_rectangle (4 points) outline an area and become
+  instances; point, line and linestrip mark no area and are reported, never silently left out.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import logging
+import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from pathlib import Path, PureWindowsPath
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,93 +35,296 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from .common import DatasetError, box_area, boxes_from_masks, header_size, read_rgb, safe_join
+from ..contract import Violation
+from .common import (DatasetError, boxes_from_masks, header_size, issue, read_rgb, read_rgb_bytes, safe_join)
 
 log = logging.getLogger(__name__)
+
+IGNORE_LABEL = "__ignore__"
+BACKGROUND_LABEL = "_background_"
+NOT_CLASSES = (IGNORE_LABEL, BACKGROUND_LABEL)
+AREA_SHAPES = ("polygon", "rectangle", "circle", "mask", "oriented_rectangle")
+NO_AREA_SHAPES = ("point", "line", "linestrip", "points")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """One drawable part of an instance: its type, points and, for mask shapes, the decoded patch."""
+
+    kind: str
+    points: tuple[tuple[float, float], ...]
+    patch: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class _Entry:
+    """One LabelMe file: where its pixels are and its instances (``labels[k]`` is instance k's class)."""
+
     json_path: Path
-    image_path: Path
+    image_path: Path | None  # None: the pixels are the file's inline imageData
     labels: tuple[int, ...]
-    polygons: tuple[tuple[tuple[float, float], ...], ...]
+    instances: tuple[tuple[_Shape, ...], ...]
 
 
 def rasterise_polygon(points: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """A filled polygon as a {0, 1} uint8 [H, W] array (outline pixels included)."""
+    """A filled polygon as a {0, 1} uint8 [H, W] array, outline pixels included (as labelme's shape_to_mask)."""
     canvas = Image.new("L", (width, height), 0)
     ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
 
 
-class LabelMeDataset(Dataset):
-    """LabelMe polygons as Mask R-CNN targets (v2 flavour: ``tv_tensors``, int ``image_id``).
+def rasterise_shape(shape: _Shape, height: int, width: int) -> np.ndarray:
+    """A shape's area as a {0, 1} uint8 [H, W] array, drawn the way labelme's utilities draw it."""
+    if shape.kind == "mask":
+        out = np.zeros((height, width), dtype=np.uint8)
+        assert shape.patch is not None
+        x0, y0 = (int(round(v)) for v in shape.points[0])
+        ph, pw = shape.patch.shape
+        ys, ye = max(y0, 0), min(y0 + ph, height)
+        xs, xe = max(x0, 0), min(x0 + pw, width)
+        if ys < ye and xs < xe:
+            out[ys:ye, xs:xe] = shape.patch[ys - y0:ye - y0, xs - x0:xe - x0]
+        return out
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    if shape.kind == "rectangle":
+        (x0, y0), (x1, y1) = shape.points
+        draw.rectangle(((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), fill=1, outline=1)
+    elif shape.kind == "circle":
+        (cx, cy), (px, py) = shape.points
+        r = math.hypot(cx - px, cy - py)
+        draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), fill=1, outline=1)
+    else:  # polygon, oriented_rectangle
+        draw.polygon(list(shape.points), fill=1, outline=1)
+    return np.asarray(canvas, dtype=np.uint8)
 
-    ``class_names`` lists the object classes; ``class_to_idx`` maps them to labels 1.. (0 is background).
-    Rectangles become four-point polygons; other shape types (points, lines, circles) are not instances and
-    are counted in ``skipped``. Everything else that breaks the layout raises a :class:`DatasetError` at
-    construction, naming the file: fewer than 3 points, an unknown class, an ``imagePath`` outside ``root``.
+
+def read_class_file(path: str | Path) -> list[str]:
+    """Object classes from a labelme ``labels.txt``: one name a line; ``__ignore__``/``_background_`` and blank
+    lines are not classes. Raises :class:`DatasetError` for an unreadable file or a repeated name."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read the class list ({exc})") from exc
+    names = [ln.strip() for ln in lines if ln.strip() and ln.strip() not in NOT_CLASSES]
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise DatasetError(f"{path}: class {n!r} is listed twice")
+        seen.add(n)
+    if not names:
+        raise DatasetError(f"{path}: no object classes (only {', '.join(NOT_CLASSES)} or blank lines)")
+    return names
+
+
+def labelme_classes(root: str | Path) -> list[str]:
+    """Object class names used in a LabelMe folder, sorted; for when the caller gives no class list.
+
+    Unreadable files are skipped here: the dataset reports them when it parses them.
+    """
+    names: set[str] = set()
+    for p in sorted(Path(root).glob("*.json")):
+        try:
+            shapes = json.loads(p.read_text(encoding="utf-8")).get("shapes", [])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(shapes, list):
+            names |= {s.get("label") for s in shapes if isinstance(s, dict)}
+    return sorted(n for n in names if isinstance(n, str) and n not in NOT_CLASSES)
+
+
+def _points(raw: Any) -> tuple[tuple[float, float], ...] | None:
+    """``[[x, y], ...]`` as float pairs, None when malformed (labelme requires a non-empty list of pairs)."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    out = []
+    for p in raw:
+        if not isinstance(p, (list, tuple)) or len(p) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p):
+            return None
+        out.append((float(p[0]), float(p[1])))
+    return tuple(out)
+
+
+def _decode_mask_patch(text: Any) -> np.ndarray | None:
+    """A mask shape's base64 PNG as a {0, 1} uint8 array (labelme stores ``mask.astype(uint8)``)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text, validate=False))) as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "P") else im)
+    except (binascii.Error, ValueError, OSError):
+        return None
+    return (arr != 0).astype(np.uint8) if arr.ndim == 2 else None
+
+
+_POINT_COUNTS = {"rectangle": (2, "2 corners"), "circle": (2, "a centre and a point on the rim"),
+                 "mask": (2, "the patch's two corners"), "oriented_rectangle": (4, "4 corners")}
+
+
+class LabelMeDataset(Dataset):
+    """LabelMe files as Mask R-CNN targets (v2 flavour: ``tv_tensors``, int ``image_id``).
+
+    ``class_names`` lists the object classes (labels 1..K; None: every label in the data but ``__ignore__``
+    and ``_background_``, sorted); ``classes`` is ``["background", *class_names]``. A shape whose label is not
+    listed, a shape that marks no area, or a malformed shape is left out of the targets and recorded in
+    ``load_violations`` (with file, shape index, field and rule), which the validator reports. Files that
+    cannot be read as LabelMe at all, and an ``imagePath`` outside ``root``, raise :class:`DatasetError`.
+    Masks are drawn as labelme draws them; boxes come from the masks; ``area`` is the mask's pixel count
+    (what labelme2coco writes).
     """
 
-    def __init__(self, root: str | Path, class_names: Sequence[str], transforms: Callable | None = None,
-                 exclusive_boxes: bool = False):
+    def __init__(self, root: str | Path, class_names: Sequence[str] | None = None,
+                 transforms: Callable | None = None, exclusive_boxes: bool = False):
         self.root = Path(root)
         self.transforms = transforms
         self.exclusive_boxes = exclusive_boxes
-        self.class_names = list(class_names)
-        self.class_to_idx = {"background": 0, **{n: i + 1 for i, n in enumerate(self.class_names)}}
-        self.skipped: list[tuple[str, int, str]] = []
+        names = list(class_names) if class_names is not None else labelme_classes(self.root)
+        reserved = [n for n in names if n in NOT_CLASSES or n == "background"]
+        if reserved:
+            raise DatasetError(f"class list {names}: {reserved} are not object classes (labelme's labels.txt "
+                               f"starts with {IGNORE_LABEL} and {BACKGROUND_LABEL}, which are left out)")
+        if len(set(names)) != len(names):
+            raise DatasetError(f"class list {names} names a class twice")
+        self.class_names = names
+        self.classes = ["background", *names]
+        self.class_to_idx = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
+        self.load_violations: list[Violation] = []
+        self.ignored_regions = 0
         files = sorted(self.root.glob("*.json"))
         if not files:
             raise DatasetError(f"{self.root}: no LabelMe *.json files")
-        self.entries = [self._parse(p) for p in files]
+        self._index = 0
+        self.entries: list[_Entry] = []
+        for i, p in enumerate(files):
+            self._index = i
+            self.entries.append(self._parse(p))
+
+    # --- parsing -------------------------------------------------------------------------------------------
+
+    def _report(self, code: str, path: Path, k: int | None, field: str, message: str,
+                hint: str | None = None) -> None:
+        where = f"{path.name}" + (f" shape {k}" if k is not None else "")
+        self.load_violations.append(issue(code, self._index, field, f"{where}: {message}", hint=hint))
 
     def _parse(self, path: Path) -> _Entry:
         try:
-            doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{path}: not a readable LabelMe JSON ({exc})") from exc
-        if "imagePath" not in doc or not isinstance(doc.get("shapes"), list):
-            raise DatasetError(f"{path}: a LabelMe file needs 'imagePath' and a 'shapes' list")
-        image_path = safe_join(self.root, str(Path(path.parent.relative_to(self.root)) / doc["imagePath"]),
-                               what=f"{path} imagePath")
-        labels, polys = [], []
-        for k, shape in enumerate(doc["shapes"]):
-            kind = shape.get("shape_type", "polygon")
-            pts = shape.get("points", [])
-            if kind == "rectangle" and len(pts) == 2:
-                (x0, y0), (x1, y1) = pts
-                pts, kind = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "polygon"
-            if kind != "polygon":
-                self.skipped.append((str(path), k, f"shape_type {kind!r} is not an instance outline"))
-                log.warning("%s: shape %d has shape_type %r; skipped (counted in .skipped)", path, k, kind)
+        if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list) or (
+                not isinstance(doc.get("imagePath"), str) and not doc.get("imageData")):
+            raise DatasetError(f"{path}: a LabelMe file needs a 'shapes' list and an 'imagePath' (or inline "
+                               "'imageData')")
+        image_path = None
+        if not doc.get("imageData"):
+            rel = PureWindowsPath(doc["imagePath"]).as_posix()  # labelme normalises Windows paths so
+            image_path = safe_join(self.root, str(Path(path.parent.relative_to(self.root)) / rel),
+                                   what=f"{path} imagePath")
+        elif not isinstance(doc["imageData"], str):
+            raise DatasetError(f"{path}: imageData must be a base64 string or null")
+        groups: dict[tuple[str, Any], list[_Shape]] = {}
+        for k, raw in enumerate(doc["shapes"]):
+            parsed = self._parse_shape(path, k, raw)
+            if parsed is None:
                 continue
-            if len(pts) < 3:
-                raise DatasetError(f"{path}: shape {k} ({shape.get('label')!r}) has {len(pts)} points; a polygon "
-                                   "needs at least 3")
-            name = shape.get("label")
-            if name not in self.class_to_idx or name == "background":
-                raise DatasetError(f"{path}: shape {k} has label {name!r}, not one of the classes "
-                                   f"{self.class_names}")
-            labels.append(self.class_to_idx[name])
-            polys.append(tuple((float(x), float(y)) for x, y in pts))
-        return _Entry(path, image_path, tuple(labels), tuple(polys))
+            name, group, shape = parsed
+            groups.setdefault((name, group if group is not None else ("shape", k)), []).append(shape)
+        labels = tuple(self.class_to_idx[name] for name, _ in groups)
+        return _Entry(path, image_path, labels, tuple(tuple(parts) for parts in groups.values()))
+
+    def _parse_shape(self, path: Path, k: int, raw: Any) -> tuple[str, Any, _Shape] | None:
+        if not isinstance(raw, dict):
+            self._report("ANNOTATION_INVALID", path, k, "shapes", f"is a {type(raw).__name__}, not an object")
+            return None
+        name = raw.get("label")
+        if not isinstance(name, str):
+            self._report("ANNOTATION_INVALID", path, k, "label", f"label {name!r} is not a string")
+            return None
+        if name == IGNORE_LABEL:
+            self.ignored_regions += 1
+            return None
+        kind = raw.get("shape_type") or "polygon"
+        group = raw.get("group_id")
+        if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
+            self._report("ANNOTATION_INVALID", path, k, "group_id", f"group_id {group!r} is not an integer "
+                         "(labelme writes an int or null)")
+            return None
+        if kind in NO_AREA_SHAPES:
+            self._report("ANNOTATION_DROPPED", path, k, "shape_type", f"({name!r}) is a {kind}, which marks no "
+                         "area; it is not an instance", hint="draw a polygon, rectangle, circle or mask instead")
+            return None
+        if kind not in AREA_SHAPES:
+            self._report("ANNOTATION_INVALID", path, k, "shape_type", f"({name!r}) has an unknown shape_type "
+                         f"{kind!r} (known: {', '.join(AREA_SHAPES + NO_AREA_SHAPES)})")
+            return None
+        pts = _points(raw.get("points"))
+        if pts is None:
+            self._report("ANNOTATION_INVALID", path, k, "points", f"({name!r}) points {raw.get('points')!r} are "
+                         "not a non-empty list of finite [x, y] pairs")
+            return None
+        if kind == "polygon" and len(pts) < 3:
+            self._report("ANNOTATION_INVALID", path, k, "points", f"({name!r}) has {len(pts)} points; a polygon "
+                         "needs at least 3")
+            return None
+        if kind in _POINT_COUNTS and len(pts) != _POINT_COUNTS[kind][0]:
+            want, meaning = _POINT_COUNTS[kind]
+            self._report("ANNOTATION_INVALID", path, k, "points", f"({name!r}) is a {kind} with {len(pts)} "
+                         f"points; labelme's {kind} has {want} ({meaning})")
+            return None
+        patch = None
+        if kind == "mask":
+            patch = _decode_mask_patch(raw.get("mask"))
+            if patch is None:
+                self._report("ANNOTATION_INVALID", path, k, "mask", f"({name!r}) is a mask shape whose 'mask' is "
+                             "not a base64-encoded single-channel PNG")
+                return None
+        if name == BACKGROUND_LABEL or name == "background":
+            self._report("ANNOTATION_DROPPED", path, k, "label", f"label {name!r} is the background, not an "
+                         "object class; the shape is not an instance")
+            return None
+        if name not in self.class_to_idx:
+            self._report("LABEL_UNKNOWN", path, k, "label", f"label {name!r} is not one of the classes "
+                         f"{self.class_names}; the shape is left out",
+                         hint="add it to the class list (--classes labels.txt) or fix the label")
+            return None
+        return name, group, _Shape(kind, pts, patch)
+
+    # --- samples -------------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    def _inline_bytes(self, e: _Entry) -> bytes:
+        try:
+            return base64.b64decode(json.loads(e.json_path.read_text(encoding="utf-8"))["imageData"])
+        except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise DatasetError(f"{e.json_path}: cannot read its inline imageData ({exc})") from exc
+
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
-        return header_size(self.entries[idx].image_path)
+        e = self.entries[idx]
+        if e.image_path is not None:
+            return header_size(e.image_path)
+        try:
+            with Image.open(io.BytesIO(self._inline_bytes(e))) as im:
+                return im.height, im.width
+        except OSError as exc:
+            raise DatasetError(f"{e.json_path}: cannot decode its inline imageData ({exc})") from exc
 
     def __getitem__(self, idx: int):
         e = self.entries[idx]
-        img = tv_tensors.Image(read_rgb(e.image_path))
-        h, w = img.shape[-2:]
-        if e.polygons:
-            masks = torch.from_numpy(np.stack([rasterise_polygon(p, h, w) for p in e.polygons]))
+        if e.image_path is not None:
+            if not e.image_path.is_file():
+                raise DatasetError(f"{e.json_path}: its imagePath {e.image_path} does not exist (and imageData is "
+                                   "null)")
+            pixels = read_rgb(e.image_path)
         else:
-            masks = torch.zeros((0, h, w), dtype=torch.uint8)
+            pixels = read_rgb_bytes(self._inline_bytes(e), what=f"{e.json_path} imageData")
+        img = tv_tensors.Image(pixels)
+        h, w = img.shape[-2:]
+        masks_np = [np.bitwise_or.reduce([rasterise_shape(s, h, w) for s in parts]) for parts in e.instances]
+        masks = (torch.from_numpy(np.stack(masks_np)) if masks_np else torch.zeros((0, h, w), dtype=torch.uint8))
         boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
         for k in widened:
             log.warning("%s: instance %d is one pixel wide or tall; its box was widened", e.json_path, k)
@@ -110,7 +333,7 @@ class LabelMeDataset(Dataset):
             "labels": torch.tensor(e.labels, dtype=torch.int64),
             "masks": tv_tensors.Mask(masks),
             "image_id": idx,
-            "area": box_area(boxes),
+            "area": masks.sum(dim=(1, 2)).to(torch.float32),
             "iscrowd": torch.zeros((len(e.labels),), dtype=torch.int64),
         }
         if self.transforms is not None:

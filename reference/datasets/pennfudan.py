@@ -38,7 +38,8 @@ class PennFudanDataset(Dataset):
 
     ``exclusive_boxes=True`` gives x2, y2 = last index + 1 (no instance can get a zero-size box). With the
     default tutorial convention an instance one pixel wide or tall would get a degenerate box; that side is
-    widened by one pixel instead, and ``widened`` records ``(index, instance)`` for each such case.
+    widened by one pixel instead, and ``widened`` records ``(index, instance)`` for each such case. ``classes``
+    names the labels: 0 background, 1 person.
     """
 
     def __init__(self, root: str | Path, transforms: Callable | None = None,
@@ -50,6 +51,7 @@ class PennFudanDataset(Dataset):
         self.flavour = flavour
         self.exclusive_boxes = exclusive_boxes
         self.widened: list[tuple[int, int]] = []
+        self.classes = ["background", "person"]
         self.images, self.masks = _pair_files(self.root)
 
     def __len__(self) -> int:
