@@ -1,8 +1,9 @@
 """Command line: ``tvref`` / ``python -m reference``.
 
 Exit codes: 0 success; 1 contract errors, a failed accuracy gate, a non-finite loss or a snapshot that changed;
-2 bad input (unknown names, unusable device, unreadable data, checkpoint or snapshot), reported in one line
-without a traceback unless ``--verbose``.
+2 bad input (unknown names, bad option values, unusable device, unreadable data, checkpoint or snapshot, an
+output that cannot or must not be written), reported in one line naming the file, without a traceback unless
+``--verbose``.
 """
 
 from __future__ import annotations
@@ -24,24 +25,51 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 
 def _cmd_validate(a: argparse.Namespace) -> int:
-    from .contract import validate_dataset
-    from .loading import SpecError, load_dataset, parse_args
+    from dataclasses import replace
+
+    from .contract import Severity, check_picklable, validate_dataset
+    from .jobs import check_output_file, check_writable_folder
+    from .loading import SpecError, TimedSamples, load_dataset, parse_args
     from .render import render_violations
     from .transforms import get_preset
 
+    if a.json:
+        check_output_file(Path(a.json), "--json")
+    if a.render:
+        check_writable_folder(Path(a.render), "--render")
     try:
         args = parse_args(a.arg)
         if a.transforms:
             args["transforms"] = get_preset(a.transforms, train=False)
-        dataset = load_dataset(a.spec, a.format, args)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from exc
+    dataset = load_dataset(a.spec, a.format, args)
+    try:
         length = len(dataset)
-    except (SpecError, ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise SpecError(f"{a.spec}: len(dataset) raised {type(exc).__name__}: "
+                        f"{(str(exc).splitlines() or [''])[0][:120]}") from exc
     count = length if a.max_samples is None else min(length, a.max_samples)
-    bar = tqdm(range(count), desc="validating", unit="sample", disable=a.quiet or count < 50, file=sys.stderr)
-    report = validate_dataset(dataset, num_classes=a.num_classes, num_keypoints=a.num_keypoints,
-                              max_samples=a.max_samples, model_ready=a.model_ready, progress=bar)
+    # disable=None: a bar on a terminal, whatever the dataset size; none in logs and pipes
+    bar = tqdm(range(count), desc="validating", unit="sample", disable=True if a.quiet else None, file=sys.stderr)
+    timed = TimedSamples(dataset, a.timeout, count) if a.timeout else None
+    try:
+        report = validate_dataset(timed if timed is not None else dataset, num_classes=a.num_classes,
+                                  num_keypoints=a.num_keypoints, max_samples=a.max_samples,
+                                  model_ready=a.model_ready, progress=bar, check_pickle=timed is None)
+    finally:
+        bar.close()
+        if timed is not None:
+            timed.close()
+    skipped: set[int] = set()
+    if timed is not None:
+        report.violations[:0] = check_picklable(dataset)
+        skipped = set(timed.timed_out)
+        report.violations = [
+            replace(v, code="GETITEM_TIMEOUT", severity=Severity.ERROR,
+                    message=f"dataset[{v.index}] took longer than {a.timeout:g} s to load; skipped",
+                    hint="a __getitem__ that hangs (a network read, a lock); validation went on with the next")
+            if v.code == "GETITEM_FAILED" and v.index in skipped else v for v in report.violations]
     if a.json:
         from .checkpoint import atomic_write_text
 
@@ -49,7 +77,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     if a.render:
         by_index: dict[int, list[str]] = {}
         for v in report.violations:
-            if v.index is not None and v.code != "GETITEM_FAILED":
+            if v.index is not None and v.code not in ("GETITEM_FAILED", "GETITEM_TIMEOUT"):
                 by_index.setdefault(v.index, []).append(v.code)
         for i, codes in list(by_index.items())[:100]:
             image, target = dataset[i]
@@ -88,8 +116,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
-                        print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor)
-    bar = _EpochBar(a.epochs or get_recipe(a.recipe).epochs, a.quiet)
+                        print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite)
+    # a resume without --epochs runs to the checkpoint's planned count, not known here
+    bar = _EpochBar(a.epochs or (None if a.resume else get_recipe(a.recipe).epochs), a.quiet)
     try:
         result, report = run_train(opts, on_epoch=bar)
     finally:
@@ -106,8 +135,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .checkpoint import atomic_write_json
-    from .jobs import run_evaluate
+    from .jobs import check_output_file, run_evaluate
 
+    if a.json:
+        check_output_file(Path(a.json), "--json")
     res = run_evaluate(Path(a.checkpoint), Path(a.data), a.format, a.device, a.backend)
     print(res.text())
     if a.json:
@@ -130,7 +161,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     out = Path(a.out)
     bar = _EpochBar(a.epochs or get_recipe("ci").epochs, a.quiet)
     try:
-        done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=bar)
+        done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=bar, overwrite=a.overwrite)
     finally:
         bar.close()
     rep = done["report"]
@@ -153,7 +184,10 @@ def _tolerances_from_args(a: argparse.Namespace):
 def _cmd_snapshot_record(a: argparse.Namespace) -> int:
     from .snapshot import SnapshotError, record_checkpoint, save
 
+    from .jobs import check_output_file
+
     out = Path(a.out)
+    check_output_file(out, "--out")
     if out.exists() and not a.overwrite:
         raise SnapshotError(f"{out} exists; pass --overwrite to replace it")
     snap = record_checkpoint(Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device, max_images=a.images,
@@ -196,13 +230,30 @@ def _cmd_env(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line (``tvref train: error: ...``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text[:40]!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import FORMATS
     from .models import BUILDERS
     from .training import RECIPES
     from .transforms import PRESETS
 
-    p = argparse.ArgumentParser(prog="tvref", description="Dataset contract, reference engine and "
+    p = _Parser(prog="tvref", description="Dataset contract, reference engine and "
                                 "reproducibility suite for torchvision detection fine-tuning.")
     p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     p.add_argument("--quiet", action="store_true", help="warnings only, no progress bars (CI logs)")
@@ -221,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", help="write the JSON report here")
     v.add_argument("--render", help="write a PNG per offending sample into this folder")
     v.add_argument("--strict", action="store_true", help="warnings fail too")
+    v.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="load samples in a worker process; one that takes longer than S seconds is reported "
+                        "(GETITEM_TIMEOUT) and validation goes on")
     v.set_defaults(func=_cmd_validate)
 
     t = sub.add_parser("train", help="train a model (also under torchrun)")
@@ -229,9 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="small_maskrcnn", choices=list(BUILDERS))
     t.add_argument("--recipe", default="ci", choices=list(RECIPES))
     t.add_argument("--weights", default="none", help="none, DEFAULT (hub cache only) or a path")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--out", required=True)
-    t.add_argument("--resume")
+    t.add_argument("--epochs", type=_positive_int,
+                   help="default: the recipe's; when resuming, the checkpoint's (more re-plans a cosine schedule)")
+    t.add_argument("--out", required=True, help="run folder; refused if it holds an earlier run")
+    t.add_argument("--resume", help="a checkpoint to continue (the run's own --out/last.pt continues that run)")
+    t.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--amp", action="store_true")
@@ -260,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job: validate, train, evaluate and report on the bundled data")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--epochs", type=int, help="override the ci recipe's epoch count (skips the gate)")
+    d.add_argument("--epochs", type=_positive_int, help="override the ci recipe's epoch count (skips the gate)")
+    d.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)
 
@@ -272,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -319,8 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parser.parse_args(argv)
     _setup_logging(a.quiet, a.verbose)
     from .checkpoint import CheckpointError
+    from .datasets import DatasetError
     from .engine import NonFiniteLossError
     from .jobs import JobError
+    from .loading import SpecError
     from .snapshot import SnapshotError
 
     try:
@@ -328,10 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (JobError, CheckpointError, SnapshotError, FileNotFoundError) as exc:
+    except (JobError, CheckpointError, SnapshotError, DatasetError, SpecError, OSError) as exc:
+        # OSError: an output that cannot be written after all (a disk filling up mid-run), or an unreadable input
         if a.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)
         return 2
 
 

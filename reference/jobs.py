@@ -1,12 +1,19 @@
 """The main job and its parts, as functions the CLI and the tests share: train, evaluate, predict, demo.
 
 Library code: results are returned, files written atomically, progress reported through ``logging``.
+
+Outputs are checked before any work starts: a folder holding an earlier run is refused unless the run is
+resumed from it or ``overwrite`` is asked for, the output location must be writable with room for the
+checkpoints, and a file output must not be a folder (or the input). Bad input raises :class:`JobError` with
+one line naming the file; a sample that fails during training names the dataset folder and the sample.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +22,19 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import METADATA, CheckpointError, load_checkpoint
 from .coco_eval import CocoResult
 from .contract import Report, validate_dataset
-from .datasets import open_dataset
+from .datasets import DatasetError, open_dataset
 from .engine import evaluate, predict
 from .gate import GateUnavailable, check_gate, gate_for
+from .loading import loader_failure
 from .models import build_model
 from .paths import fixtures_dir
 from .render import save_png, side_by_side
 from .report import build_report, write_report
-from .training import FitConfig, FitResult, Recipe, fit, get_recipe, make_loader, transforms_for
+from .training import (FitConfig, FitResult, Recipe, check_resumable, data_fingerprint, fit, get_recipe,
+                       make_loader, planned_epochs, transforms_for)
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +53,135 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# what train and demo write into their output folder
+RUN_FILES = ("last.pt", "best.pt", METADATA, "report.json", "report.md", "history.png")
+RUN_PATTERNS = ("predictions_*.png",)
+
+
+def earlier_run_files(out: Path) -> list[Path]:
+    """The files of an earlier train or demo run in ``out`` (other files there are not ours)."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    return found + sorted(p for pattern in RUN_PATTERNS for p in out.glob(pattern))
+
+
+def check_run_folder(out: Path, resume: Path | None, overwrite: bool) -> list[Path]:
+    """Refuse to write a run into a folder that holds another run's files, unless the run is resumed from that
+    folder's checkpoint or ``overwrite`` is set. Returns the earlier files ``overwrite`` will replace."""
+    if out.exists() and not out.is_dir():
+        raise JobError(f"--out {out}: exists and is not a folder")
+    earlier = earlier_run_files(out)
+    if not earlier:
+        return []
+    if resume is not None and resume.parent.resolve() == out.resolve():
+        return []  # continuing the run that is there
+    if overwrite:
+        return earlier
+    names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+    raise JobError(f"--out {out}: holds an earlier run ({names}); pass --resume {out / 'last.pt'} to continue it, "
+                   "--overwrite to replace it, or choose another folder")
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` if needed and write (then delete) a probe file in it; a one-line JobError if not."""
+    if folder.exists() and not folder.is_dir():
+        raise JobError(f"{flag} {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise JobError(f"{flag} {folder}: cannot write there ({exc.strerror or type(exc).__name__})") from exc
+
+
+def check_output_file(path: Path, flag: str, *, not_same_as: Path | None = None) -> None:
+    """A file output: not a folder, not the input file, in a folder that can be written."""
+    if path.is_dir():
+        raise JobError(f"{flag} {path}: is a folder; give a file name")
+    if not_same_as is not None and (path.resolve() == not_same_as.resolve()
+                                    or (path.exists() and not_same_as.exists() and path.samefile(not_same_as))):
+        raise JobError(f"{flag} {path}: is the input file; choose another name (the input is never overwritten)")
+    check_writable_folder(path.parent if str(path.parent) else Path("."), flag)
+
+
+def checkpoint_bytes(model: torch.nn.Module, recipe: Recipe) -> int:
+    """About what one checkpoint takes on disk: the weights plus the optimizer's per-parameter state."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    per_param = 2 if recipe.optimizer == "adamw" else 1  # Adam's two moments; SGD's momentum buffer
+    params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return weights + per_param * params
+
+
+def check_free_space(folder: Path, need: int, flag: str) -> None:
+    """Refuse when the file system holding ``folder`` has less than ``need`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise JobError(f"{flag} {folder}: {free / 1e6:.1f} MB free, the run needs about {need / 1e6:.1f} MB "
+                       "(two checkpoints, a temporary copy while saving, reports)")
+
+
+class _NamedSamples(torch.utils.data.Dataset):
+    """A dataset whose failing samples say where they are: ``ROOT: sample I (file): Error: message``.
+
+    A :class:`DatasetError` (which names its file already) passes unchanged. Attributes are the dataset's.
+    """
+
+    def __init__(self, dataset: Any, root: Path):
+        self.dataset, self.root = dataset, root
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("dataset", "root"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, idx: int):
+        try:
+            return self.dataset[idx]
+        except DatasetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user data: one line naming the sample instead of a traceback
+            detail = (str(exc).splitlines() or [""])[0][:120]
+            raise JobError(f"{self.root}: sample {idx}{_describe(self.dataset, idx)}: {type(exc).__name__}: "
+                           f"{detail}") from exc
+
+
+def _describe(ds: Any, idx: int) -> str:
+    """`` (file)`` for the known layouts' sample ``idx``, else nothing."""
+    try:
+        entries = getattr(ds, "entries", None)
+        if entries is not None and hasattr(entries[idx], "json_path"):
+            return f" ({entries[idx].json_path})"
+        images = getattr(ds, "images", None)
+        if images is not None:
+            im = images[idx]
+            return f" (image {im.get('id')}, {im.get('file_name')})" if isinstance(im, dict) else f" ({im})"
+    except Exception:  # noqa: BLE001 - a description is a nicety; never fail because of it
+        pass
+    return ""
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
 
 
 def _open(root: Path, fmt: str | None, recipe: Recipe, train: bool, classes: list[str] | None = None):
+    """A dataset folder opened with the recipe's transforms; loader errors become one line naming the file."""
     try:
-        return open_dataset(root, fmt, transforms_for(recipe, train), classes)
-    except ValueError as exc:
-        raise JobError(str(exc)) from exc
+        ds = open_dataset(root, fmt, transforms_for(recipe, train), classes)
+    except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
+            RecursionError) as exc:  # the loaders' raw errors too, named here until the loaders name them
+        raise JobError(loader_failure(root, exc)) from exc
+    # defects a loader recorded and left out (validate reports them): training never drops annotations silently
+    errors = [v for v in getattr(ds, "load_violations", None) or [] if v.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise JobError(f"{root}: {errors[0].message}{more}; fix the data (tvref validate {root} lists them all)")
+    return _NamedSamples(ds, root)
 
 
 def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset, int]:
@@ -69,6 +197,9 @@ def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int) -> tu
     else:
         train_all = _open(data, fmt, recipe, True)
         val_all = _open(data, fmt, recipe, False)
+        if len(train_all) < 2:
+            raise JobError(f"--data {data}: {len(train_all)} sample(s); training needs at least 2 (one is held out "
+                           "for validation), or train/ and val/ subfolders")
         order = torch.randperm(len(train_all), generator=torch.Generator().manual_seed(seed)).tolist()
         held = max(1, min(50, len(order) // 5))
         train, val = Subset(train_all, order[:-held]), Subset(val_all, order[-held:])
@@ -100,18 +231,36 @@ class TrainOptions:
     resume: Path | None = None
     print_freq: int = 10
     group_factor: int = -1
+    overwrite: bool = False
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
-    """Train per ``opts`` and write the report; returns the fit result and the report dict."""
+    """Train per ``opts`` and write the report; returns the fit result and the report dict.
+
+    Everything that can be checked before training is: names, device, epochs, the output folder (an earlier
+    run there is refused unless resumed or ``overwrite``), its writability and free space, the resume
+    checkpoint (readable, and from a run with these settings). With ``overwrite`` the earlier run's files
+    are deleted just before training starts.
+    """
     try:
         recipe = get_recipe(opts.recipe)
     except ValueError as exc:
         raise JobError(str(exc)) from exc
+    if opts.epochs is not None and opts.epochs < 1:
+        raise JobError(f"--epochs {opts.epochs}: must be at least 1")
     device = resolve_device(opts.device)
     if not opts.data.is_dir():
         raise JobError(f"--data {opts.data}: no such folder")
+    replaced = check_run_folder(opts.out, opts.resume, opts.overwrite)
     dist = distributed.init_from_env(device)
+    if dist.is_main:
+        check_writable_folder(opts.out, "--out")
+    state = None
+    if opts.resume is not None:
+        try:
+            state = load_checkpoint(opts.resume)
+        except CheckpointError as exc:
+            raise JobError(f"--resume {exc}") from exc
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     seed_everything(opts.seed)
@@ -120,10 +269,24 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
         model = build_model(opts.model, num_classes, opts.weights)
     except (ValueError, FileNotFoundError) as exc:
         raise JobError(str(exc)) from exc
-    cfg = FitConfig(opts.model, num_classes, recipe, opts.epochs or recipe.epochs, opts.seed, str(device),
-                    opts.amp, opts.print_freq, group_factor=opts.group_factor)
+    epochs = opts.epochs or (planned_epochs(state) if state is not None else None) or recipe.epochs
+    cfg = FitConfig(opts.model, num_classes, recipe, epochs, opts.seed, str(device), opts.amp, opts.print_freq,
+                    group_factor=opts.group_factor, data=str(opts.data.resolve()))
+    if state is not None:
+        try:
+            check_resumable(state, cfg, opts.resume, data_fingerprint(train, val))  # type: ignore[arg-type]
+        except CheckpointError as exc:
+            raise JobError(str(exc)) from exc
+    if dist.is_main:
+        # last.pt and best.pt, a temporary copy while one is saved, and 10 MB for reports and pictures
+        check_free_space(opts.out, 3 * checkpoint_bytes(model, recipe) + 10_000_000, "--out")
+        for p in replaced:
+            p.unlink()
+        if replaced:
+            log.warning("--overwrite: removed the earlier run's %s from %s", ", ".join(p.name for p in replaced),
+                        opts.out)
     try:
-        result = fit(model, train, val, cfg, opts.out, resume=opts.resume, on_epoch=on_epoch)
+        result = fit(model, train, val, cfg, opts.out, resume=opts.resume, on_epoch=on_epoch, resume_state=state)
     except CheckpointError as exc:
         raise JobError(str(exc)) from exc
     meta = {"title": f"{opts.model} / {opts.recipe}", "model": opts.model, "recipe": opts.recipe,
@@ -155,23 +318,48 @@ def run_gate(recipe: str = "ci", seed: int = 0, epochs: int | None = None) -> Co
 
 def load_model(checkpoint: Path, device: torch.device):
     """The model a checkpoint was trained as, with its weights; refuses files that are not checkpoints."""
+    from .models import BUILDERS
+
     try:
         state = load_checkpoint(checkpoint)
-        model = build_model(state["model_name"], int(state["num_classes"]))
+    except CheckpointError as exc:
+        raise JobError(str(exc)) from exc
+    name, classes = state.get("model_name"), state.get("num_classes")
+    if not isinstance(name, str) or name not in BUILDERS:
+        raise JobError(f"{checkpoint}: model_name {_short(name)} is not one of {', '.join(BUILDERS)}")
+    if not isinstance(classes, int) or isinstance(classes, bool) or not 2 <= classes <= MAX_CLASSES:
+        raise JobError(f"{checkpoint}: num_classes {_short(classes)} is not a whole number from 2 to {MAX_CLASSES}")
+    if not isinstance(state.get("model"), dict):
+        raise JobError(f"{checkpoint}: holds no model weights ('model' is {type(state.get('model')).__name__})")
+    try:
+        model = build_model(name, classes)
         model.load_state_dict(state["model"])
-    except (CheckpointError, KeyError, ValueError, RuntimeError) as exc:
-        raise JobError(str(exc).splitlines()[0]) from exc
+    except Exception as exc:  # noqa: BLE001 - whatever does not fit, in one line naming the file
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise JobError(f"{checkpoint}: its weights do not fit {name} with {classes} classes "
+                       f"({type(exc).__name__}: {detail})") from exc
     return model.to(device).eval(), state
+
+
+MAX_CLASSES = 100_000  # a head this wide is a corrupted checkpoint, not a model
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, backend: str) -> CocoResult:
     dev = resolve_device(device)
     model, state = load_model(checkpoint, dev)
-    recipe = get_recipe(state.get("recipe", "ci"))
+    try:
+        recipe = get_recipe(state.get("recipe", "ci"))
+    except (ValueError, TypeError) as exc:
+        raise JobError(f"{checkpoint}: recipe {_short(state.get('recipe'))} is not one of this project's") from exc
     ds = _open(data / "val" if (data / "val").is_dir() else data, fmt, recipe, False)
     classes = _num_classes(ds)
     if classes != int(state["num_classes"]):
-        raise JobError(f"{data}: {classes} classes, the checkpoint's model has {state['num_classes']}")
+        raise JobError(f"{data}: {classes} classes, but the model in {checkpoint} has {state['num_classes']}")
     return evaluate(model, make_loader(ds, 4, train=False, seed=0, epoch=0), dev, backend=backend)
 
 
@@ -183,6 +371,7 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     from .datasets.common import read_rgb
     from .render import draw_instances, with_caption
 
+    check_output_file(out, "--out", not_same_as=image)
     dev = resolve_device(device)
     model, state = load_model(checkpoint, dev)
     try:
@@ -228,15 +417,22 @@ def _demo_gate(final: CocoResult | None, epochs: int | None) -> tuple[list[str],
     return [str(c) for c in checks], all(c.passed for c in checks)
 
 
-def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None) -> dict[str, Any]:
-    """The main job on the bundled data: validate, train the small model, evaluate, report, draw."""
+def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """The main job on the bundled data: validate, train the small model, evaluate, report, draw.
+
+    An earlier run in ``out`` is refused before anything runs unless ``overwrite`` is set.
+    """
+    check_run_folder(out, None, overwrite)
+    check_writable_folder(out, "--out")
     data = fixtures_dir() / "pennfudan"
     validation: dict[str, Report] = {}
     for split in ("train", "val"):
         validation[split] = validate_dataset(open_dataset(data / split, "pennfudan"), num_classes=2)
         if not validation[split].ok:
             raise JobError(f"bundled data {data / split} breaks the contract:\n{validation[split].render_text()}")
-    result, report = run_train(TrainOptions(data=data, out=out, epochs=epochs, seed=seed), on_epoch=on_epoch)
+    result, report = run_train(TrainOptions(data=data, out=out, epochs=epochs, seed=seed, overwrite=overwrite),
+                               on_epoch=on_epoch)
     report["validation"] = {k: v.to_dict()["summary"] for k, v in validation.items()}
     report["gate"], report["gate_passed"] = _demo_gate(result.final, epochs)
     paths = write_report(report, out)

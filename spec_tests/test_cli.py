@@ -110,7 +110,8 @@ def test_evaluate_prints_the_table_and_writes_json(checkpoint, tmp_path, capsys)
 
 def test_a_checkpoint_for_another_class_count_is_refused(checkpoint, capsys):
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(FIXTURES / "coco")]) == 2
-    assert "3 classes, the checkpoint's model has 2" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3 classes, but the model in" in err and f"{checkpoint} has 2" in err
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -147,3 +148,187 @@ def test_env_reports_versions(capsys):
     assert main(["env"]) == 0
     out = capsys.readouterr().out
     assert f"torch: {torch.__version__}" in out and "pycocotools: works" in out
+
+
+# --- every bad input: one line naming the file, exit 2 ----------------------------------------------------------
+
+def _labelme(tmp_path, doc, name="a.json", raw: bytes | None = None):
+    root = tmp_path / "lm"
+    root.mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(root / "a.png")
+    (root / name).write_bytes(raw if raw is not None else json.dumps(doc).encode())
+    return root
+
+
+def _coco(tmp_path, edit):
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "images" / "a.png")
+    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "area": 16,
+                            "iscrowd": 0, "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
+           "categories": [{"id": 1, "name": "thing"}]}
+    edit(doc)
+    (root / "annotations.json").write_text(json.dumps(doc))
+    return root
+
+
+SHAPE = {"label": "card", "points": [[1, 1], [5, 1], [5, 5]], "shape_type": "polygon"}
+
+BAD_FOLDERS = {
+    "labelme_list": (lambda t: _labelme(t, [SHAPE]), "a.json"),
+    "labelme_shape_not_a_dict": (lambda t: _labelme(t, {"imagePath": "a.png", "shapes": [5]}), "a.json"),
+    "labelme_bad_points": (lambda t: _labelme(t, {"imagePath": "a.png", "shapes": [
+        {**SHAPE, "points": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}]}), "a.json"),
+    "labelme_not_utf8": (lambda t: _labelme(t, None, raw=b'{"imagePath": "a.png", "shapes": [], "x": "\xff\xfe"}'),
+                         "a.json"),
+    "labelme_malformed": (lambda t: _labelme(t, None, raw=b'{"imagePath": "a.png", "shapes": ['), "a.json"),
+    "coco_no_bbox": (lambda t: _coco(t, lambda d: d["annotations"][0].pop("bbox")), "annotations.json"),
+    "coco_no_file_name": (lambda t: _coco(t, lambda d: d["images"][0].pop("file_name")), "annotations.json"),
+    "coco_bbox_length": (lambda t: _coco(t, lambda d: d["annotations"][0].update(bbox=[1, 1, 4])),
+                         "annotations.json"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FOLDERS))
+def test_a_malformed_annotation_file_is_named_by_validate(case, tmp_path, capsys):
+    """Unreadable files: exit 2 in one line; readable files with broken annotations: findings naming the file."""
+    make, name = BAD_FOLDERS[case]
+    root = make(tmp_path)
+    code = main(["--quiet", "validate", str(root)])
+    out, err = capsys.readouterr()
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and str(root / name) in lines[0], lines
+    else:
+        assert code == 1 and "Traceback" not in err
+        assert any(name in line and "ERROR" in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FOLDERS))
+def test_training_on_a_malformed_annotation_file_exits_two_with_one_line_naming_it(case, tmp_path, capsys):
+    make, name = BAD_FOLDERS[case]
+    root = make(tmp_path)
+    assert main(["--quiet", "train", "--data", str(root), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert str(root) in err[0] and name in err[0], err[0]
+
+
+def _tiny_pennfudan(root, n=5):
+    src = FIXTURES / "pennfudan" / "train"
+    for sub in ("PNGImages", "PedMasks"):
+        (root / sub).mkdir(parents=True)
+    for image in sorted((src / "PNGImages").glob("*.png"))[:n]:
+        (root / "PNGImages" / image.name).write_bytes(image.read_bytes())
+        mask = image.stem + "_mask.png"
+        (root / "PedMasks" / mask).write_bytes((src / "PedMasks" / mask).read_bytes())
+    return root
+
+
+def test_an_image_that_cannot_be_decoded_during_training_is_named_in_one_line(tmp_path, capsys):
+    root = _tiny_pennfudan(tmp_path / "data")
+    broken = sorted((root / "PNGImages").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[:200])  # header intact, pixels cut off
+    assert main(["--quiet", "train", "--data", str(root), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "Traceback" in ln or ln.startswith("error:")]
+    assert len(err) == 1 and str(broken) in err[0], err  # (the one-batch warmup warning precedes it)
+
+
+def test_a_raw_error_of_a_sample_during_training_names_the_sample(tmp_path, capsys, monkeypatch):
+    from reference.datasets import PennFudanDataset
+
+    original = PennFudanDataset.__getitem__
+
+    def fails_at_2(self, idx):
+        if idx == 2:
+            raise KeyError("boxes")
+        return original(self, idx)
+
+    monkeypatch.setattr(PennFudanDataset, "__getitem__", fails_at_2)
+    root = _tiny_pennfudan(tmp_path / "data")
+    assert main(["--quiet", "train", "--data", str(root), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "Traceback" in ln or ln.startswith("error:")]
+    assert len(err) == 1 and f"{root}: sample 2" in err[0] and "KeyError" in err[0], err
+
+
+def test_a_single_image_folder_is_refused_for_training_in_one_line(tmp_path, capsys):
+    root = _tiny_pennfudan(tmp_path / "data", n=1)
+    assert main(["--quiet", "train", "--data", str(root), "--out", str(tmp_path / "out"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training needs at least 2" in err[0], err
+
+
+def test_a_dataset_whose_len_raises_exits_two_with_one_line(tmp_path, capsys):
+    spec = tmp_path / "ds.py"
+    spec.write_text("class D:\n    def __len__(self):\n        raise RuntimeError('index file missing')\n"
+                    "    def __getitem__(self, i):\n        raise IndexError(i)\n")
+    assert main(["validate", f"{spec}:D"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "len(dataset) raised RuntimeError: index file missing" in err[0], err
+
+
+@pytest.mark.parametrize("value", ["-" * 100_000 + "1", "[" * 150 + "]" * 150, "x" * 1_000_000])
+def test_a_huge_arg_exits_with_one_short_line(value, tmp_path, capsys):
+    spec = tmp_path / "ds.py"
+    spec.write_text("def make(v):\n    raise ValueError('not usable')\n")
+    assert main(["validate", f"{spec}:make", "--arg", f"v={value}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) < 400, err[0][:500]
+
+
+def test_an_empty_checkpoint_exits_two_with_one_line(tmp_path, capsys):
+    (tmp_path / "c.pt").write_bytes(b"")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--data", str(FIXTURES / "pennfudan")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "c.pt") in err[0] and "empty" in err[0], err
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    (tmp_path / "c.pt").write_bytes(b"")
+    from reference.jobs import JobError
+
+    with pytest.raises(JobError, match="empty"):
+        main(["--verbose", "evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--data",
+              str(FIXTURES / "pennfudan")])
+
+
+HANGING = """
+import time
+import torch
+
+class Hangs:
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        if i == 1:
+            time.sleep(3600)
+        t = {'boxes': torch.tensor([[0., 0., 4., 4.]]), 'labels': torch.tensor([1]), 'image_id': i,
+             'area': torch.tensor([16.]), 'iscrowd': torch.tensor([0])}
+        return torch.zeros(3, 8, 8), t
+"""
+
+
+def test_validate_timeout_reports_a_hanging_sample_and_goes_on(tmp_path, capsys):
+    spec = tmp_path / "hangs.py"
+    spec.write_text(HANGING)
+    code = main(["--quiet", "validate", f"{spec}:Hangs", "--timeout", "1", "--json", str(tmp_path / "r.json")])
+    assert code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(v["code"], v["index"]) for v in report["violations"]] == [("GETITEM_TIMEOUT", 1)]
+    assert report["summary"]["samples"] == 3
+
+
+def test_validate_shows_its_progress_bar_on_a_terminal_even_for_a_few_samples(monkeypatch, capsys):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["validate", str(FIXTURES / "pennfudan" / "val"), "--max-samples", "3"]) == 0
+    assert "validating" in term.getvalue() and "3/3" in term.getvalue()
