@@ -29,7 +29,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
     from .contract import Severity, check_picklable, validate_dataset
     from .jobs import check_output_file, check_writable_folder
-    from .loading import SpecError, TimedSamples, load_dataset, parse_args
+    from .loading import SpecError, TimedSamples, parse_args
     from .render import render_violations
     from .transforms import get_preset
 
@@ -43,7 +43,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
             args["transforms"] = get_preset(a.transforms, train=False)
     except ValueError as exc:
         raise SpecError(str(exc)) from exc
-    dataset = load_dataset(a.spec, a.format, args)
+    dataset = _dataset_arg(a, a.spec, args)
     try:
         length = len(dataset)
     except Exception as exc:  # noqa: BLE001 - user code
@@ -56,7 +56,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     try:
         report = validate_dataset(timed if timed is not None else dataset, num_classes=a.num_classes,
                                   num_keypoints=a.num_keypoints, max_samples=a.max_samples,
-                                  model_ready=a.model_ready, progress=bar, check_pickle=timed is None)
+                                  model_ready=a.model_ready, progress=bar, check_pickle=timed is None,
+                                  workers=a.workers if timed is None else 0, fingerprint=bool(a.val))
     finally:
         bar.close()
         if timed is not None:
@@ -70,10 +71,15 @@ def _cmd_validate(a: argparse.Namespace) -> int:
                     message=f"dataset[{v.index}] took longer than {a.timeout:g} s to load; skipped",
                     hint="a __getitem__ that hangs (a network read, a lock); validation went on with the next")
             if v.code == "GETITEM_FAILED" and v.index in skipped else v for v in report.violations]
+    split = _validate_val_split(a, report, dataset, args) if a.val else None
     if a.json:
+        import json
+
         from .checkpoint import atomic_write_text
 
-        atomic_write_text(Path(a.json), report.to_json())
+        atomic_write_text(Path(a.json), report.to_json() if split is None else json.dumps(
+            {"train": report.to_dict(), "val": split[0].to_dict(),
+             "splits": [v.to_dict() for v in split[1]]}, indent=2))
     if a.render:
         by_index: dict[int, list[str]] = {}
         for v in report.violations:
@@ -83,9 +89,43 @@ def _cmd_validate(a: argparse.Namespace) -> int:
             image, target = dataset[i]
             render_violations(image, target, codes, Path(a.render) / f"sample_{i:05d}.png")
     print(report.render_text())
-    if report.errors:
+    found = list(report.violations)
+    if split is not None:
+        print(f"\nvalidation split {a.val}:\n{split[0].render_text()}\nacross the splits: {len(split[1])} findings")
+        for v in split[1]:
+            print(f"  - {v}")
+        found += split[0].violations + split[1]
+    if any(v.severity is Severity.ERROR for v in found):
         return 1
-    return 1 if a.strict and report.violations else 0
+    return 1 if a.strict and any(v.severity is Severity.WARNING for v in found) else 0
+
+
+def _dataset_arg(a: argparse.Namespace, spec: str, args: dict):
+    """A dataset SPEC of ``validate``; ``--classes`` and ``--images`` apply to folders and COCO ``.json`` files."""
+    from .datasets import DatasetError, open_dataset
+    from .loading import SpecError, load_dataset, loader_failure
+
+    path = Path(spec)
+    if path.is_dir() or (path.is_file() and path.suffix == ".json"):
+        try:
+            return open_dataset(path, a.format, args.get("transforms"), a.classes, a.images)
+        except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
+                RecursionError) as exc:  # the loaders' raw errors too, named here until the loaders name them
+            raise SpecError(loader_failure(path, exc)) from exc
+    if a.classes is not None or a.images is not None:
+        raise SpecError(f"--classes and --images apply to dataset folders and COCO files, not to {spec!r}")
+    return load_dataset(spec, a.format, args)
+
+
+def _validate_val_split(a: argparse.Namespace, train_report, train, args: dict):
+    """``validate TRAIN --val VAL``: the validation split's report and the findings across the two splits."""
+    from .contract import class_names_of, compare_splits, validate_dataset
+
+    val = _dataset_arg(a, a.val, dict(args))
+    val_report = validate_dataset(val, num_classes=a.num_classes, num_keypoints=a.num_keypoints,
+                                  max_samples=a.max_samples, model_ready=a.model_ready, workers=a.workers,
+                                  fingerprint=True)
+    return val_report, compare_splits(train_report, val_report, class_names_of(train), class_names_of(val))
 
 
 class _EpochBar:
@@ -271,7 +311,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model-ready", action="store_true", help="check what reaches the model (float in [0, 1])")
     v.add_argument("--json", help="write the JSON report here")
     v.add_argument("--render", help="write a PNG per offending sample into this folder")
-    v.add_argument("--strict", action="store_true", help="warnings fail too")
+    v.add_argument("--strict", action="store_true", help="warnings fail too (infos never do)")
+    v.add_argument("--classes", metavar="FILE|A,B,...",
+                   help="the object classes: a labelme labels.txt (__ignore__ and _background_ are left out) or a "
+                        "comma-separated list; labels and COCO categories outside it are reported")
+    v.add_argument("--images", metavar="DIR", help="COCO image root that file_name is relative to (default: the "
+                   "annotation file's folder, its images/, or CVAT's images/<subset>/, whichever holds the images)")
+    v.add_argument("--val", metavar="VAL", help="a validation split to check too, and against SPEC: images in "
+                   "both, classes missing from one, a class name with two ids")
+    v.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="load samples in N DataLoader worker processes (default: 0, in this process)")
     v.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="load samples in a worker process; one that takes longer than S seconds is reported "
                         "(GETITEM_TIMEOUT) and validation goes on")

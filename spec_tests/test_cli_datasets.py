@@ -1,0 +1,58 @@
+"""The command line's dataset options: ``validate --classes FILE|A,B``, ``--images DIR`` (a COCO image root),
+``--val VAL`` (checks across two splits) and ``--strict`` failing on warnings, not on infos."""
+
+from __future__ import annotations
+
+import json
+
+from reference.cli import main
+
+from . import tool_exports
+from .conftest import FIXTURES
+
+EXPORTS = FIXTURES / "exports"
+
+
+def test_validate_with_a_class_file_reports_a_label_outside_it(tmp_path, capsys):
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    doc = json.loads((root / "scene_0.json").read_text())
+    doc["shapes"][2]["label"] = "Person"
+    (root / "scene_0.json").write_text(json.dumps(doc))
+    code = main(["--quiet", "validate", str(root), "--classes", str(root / "labels.txt"),
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    unknown = [v for v in report["violations"] if v["code"] == "LABEL_UNKNOWN"]
+    assert len(unknown) == 1 and unknown[0]["message"].startswith("scene_0.json shape 2: label 'Person'")
+    assert report["statistics"]["classes"] == ["background", "person", "bottle"]
+
+
+def test_validate_takes_a_coco_file_and_its_image_folder(capsys):
+    ann = EXPORTS / "cvat" / "annotations" / "instances_default.json"
+    assert main(["--quiet", "validate", str(ann), "--images", str(EXPORTS / "cvat" / "images" / "default"),
+                 "--classes", "person,bottle"]) == 0
+    assert "3 samples checked: 0 errors" in capsys.readouterr().out
+
+
+def test_images_is_refused_for_a_spec_that_is_not_a_folder(capsys):
+    assert main(["--quiet", "validate", "reference.datasets:PennFudanDataset", "--images", "x"]) == 2
+    assert "--images apply to dataset folders" in capsys.readouterr().err
+
+
+def test_validate_with_val_reports_the_second_split_and_across_them(tmp_path, capsys):
+    code = main(["--quiet", "validate", str(EXPORTS / "roboflow" / "train"), "--val",
+                 str(EXPORTS / "roboflow" / "valid"), "--json", str(tmp_path / "r.json"), "--workers", "0"])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) == {"train", "val", "splits"}
+    assert report["val"]["summary"]["samples"] == 1
+    assert "validation split" in out and "across the splits" in out
+    assert code == 0  # Roboflow's split has both classes and no shared picture: warnings at most
+
+
+def test_validate_with_val_finds_a_shared_image_and_strict_fails_on_it(tmp_path, capsys):
+    out = tool_exports.write_roboflow(tool_exports.write_labelme(tmp_path / "lm"), tmp_path / "rf",
+                                      {"train": ["scene_0", "scene_2"], "valid": ["scene_2"]})
+    code = main(["--quiet", "validate", str(out / "train"), "--val", str(out / "valid"), "--strict"])
+    text = capsys.readouterr().out
+    assert code == 1 and "SPLIT_DUPLICATE_IMAGE" in text and "the same pixels as training sample 1" in text
