@@ -57,7 +57,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         report = validate_dataset(timed if timed is not None else dataset, num_classes=a.num_classes,
                                   num_keypoints=a.num_keypoints, max_samples=a.max_samples,
                                   model_ready=a.model_ready, progress=bar, check_pickle=timed is None,
-                                  workers=a.workers if timed is None else 0, fingerprint=bool(a.val))
+                                  workers=a.workers if timed is None else 0, fingerprint=bool(a.val),
+                                  headers_only=a.headers_only)
     finally:
         bar.close()
         if timed is not None:
@@ -321,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "both, classes missing from one, a class name with two ids")
     v.add_argument("--workers", type=int, default=0, metavar="N",
                    help="load samples in N DataLoader worker processes (default: 0, in this process)")
+    v.add_argument("--headers-only", action="store_true",
+                   help="read only the image files' headers (their size), not their pixels: much faster; an image "
+                        "whose body is corrupt goes unnoticed; the images are decoded anyway with --transforms, "
+                        "--model-ready, --timeout, and for --val's duplicate check")
     v.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="load samples in a worker process; one that takes longer than S seconds is reported "
                         "(GETITEM_TIMEOUT) and validation goes on")

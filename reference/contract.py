@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import enum
 import json
+import logging
 import math
 import pickle
 from collections import Counter, defaultdict
@@ -23,6 +24,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from PIL import Image
 from torchvision import tv_tensors
+
+log = logging.getLogger(__name__)
 
 
 class Severity(str, enum.Enum):
@@ -141,6 +144,16 @@ class Violation:
         return text + (f" Hint: {self.hint}" if self.hint else "")
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """Stands in for an image whose pixels were not decoded (the header-only fast path): its size as the file's
+    header gives it. A loader returns one from ``header_sample`` only where its ``__getitem__`` would return a
+    uint8 RGB image of that size, on which the image rules find nothing unless ``model_ready``."""
+
+    height: int
+    width: int
+
+
 @dataclass
 class Report:
     """The result of validating a dataset: violations plus statistics; serialises to JSON."""
@@ -225,7 +238,10 @@ def _fmt(values: Any) -> str:
 
 
 def image_size(image: Any) -> tuple[int, int] | None:
-    """(height, width) of a PIL image or a [..., H, W] tensor, None when it cannot be told."""
+    """(height, width) of a PIL image, a [..., H, W] tensor or an :class:`ImageHeader`, None when it cannot be
+    told."""
+    if isinstance(image, ImageHeader):
+        return image.height, image.width
     if isinstance(image, Image.Image):
         return image.height, image.width
     if isinstance(image, torch.Tensor) and image.ndim >= 2:
@@ -239,6 +255,8 @@ def image_size(image: Any) -> tuple[int, int] | None:
 
 
 def _check_image(image: Any, c: _Collector) -> tuple[int, int] | None:
+    if isinstance(image, ImageHeader):  # pixels not decoded: only the size is known (see ImageHeader)
+        return image.height, image.width
     if isinstance(image, Image.Image):
         if image.mode != "RGB":
             c.add("IMAGE_CHANNELS", "image", f"PIL image has mode {image.mode!r}, expected 'RGB'",
@@ -685,10 +703,12 @@ def dataset_checks(stats: _Stats, names: list[str] | None, complete: bool) -> li
     return out
 
 
-def image_fingerprint(image: Any) -> tuple[str, int | None]:
-    """sha1 of an image's uint8 pixels (exact duplicates) and its 64-bit pHash (near duplicates; None when the
-    ``imagehash`` package is not installed)."""
+def image_fingerprint(image: Any) -> tuple[str, int]:
+    """sha1 of an image's uint8 pixels (exact duplicates) and its 64-bit pHash (near duplicates; ``imagehash``,
+    a runtime dependency of the project)."""
     import hashlib
+
+    import imagehash  # a runtime dependency; imported here, since only the split comparison needs it
 
     if isinstance(image, Image.Image):
         pil = image.convert("RGB")
@@ -700,10 +720,6 @@ def image_fingerprint(image: Any) -> tuple[str, int | None]:
         pil = Image.fromarray(t.permute(1, 2, 0).contiguous().numpy() if t.ndim == 3 else t.numpy())
         pil = pil.convert("RGB")
     digest = hashlib.sha1(pil.tobytes() + repr(pil.size).encode()).hexdigest()
-    try:
-        import imagehash
-    except ImportError:
-        return digest, None
     return digest, int(str(imagehash.phash(pil)), 16)
 
 
@@ -773,27 +789,48 @@ def _check_size_hint(dataset: Any, i: int, image: Any) -> list[Violation]:
     return []
 
 
+def headers_only_refusal(dataset: Any, *, model_ready: bool = False, fingerprint: bool = False) -> str | None:
+    """Why the header-only fast path cannot stand in for decoding this dataset's images, None when it can.
+
+    It applies to a loader with ``header_sample(i)`` (the sample of ``dataset[i]`` with an :class:`ImageHeader`
+    for the image) and no transforms (they need pixels); not with ``model_ready`` (the image's dtype and range
+    are the question) nor with ``fingerprint`` (duplicate images are found by their pixels).
+    """
+    if not callable(getattr(dataset, "header_sample", None)):
+        return f"a {type(dataset).__name__} has no header_sample"
+    if getattr(dataset, "transforms", None) is not None:
+        return "transforms need the pixels"
+    if model_ready:
+        return "--model-ready checks the pixels' dtype and range"
+    if fingerprint:
+        return "finding duplicate images across splits needs the pixels"
+    return None
+
+
 class _Loaded:
     """``dataset[i]`` as a worker returns it: the sample or the error text, and the fingerprint when asked.
+    With ``headers`` the sample is ``dataset.header_sample(i)``, whose image is an :class:`ImageHeader`.
 
     A module-level class, so that DataLoader workers can pickle it; one failing sample does not stop the rest.
     """
 
-    def __init__(self, dataset: Any, fingerprint: bool):
-        self.dataset, self.fingerprint = dataset, fingerprint
+    def __init__(self, dataset: Any, fingerprint: bool, headers: bool = False):
+        self.dataset, self.fingerprint, self.headers = dataset, fingerprint, headers
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int) -> tuple[Any, str | None, tuple[str, int | None] | None]:
         try:
-            sample = self.dataset[i]
+            sample = self.dataset.header_sample(i) if self.headers else self.dataset[i]
         except Exception as exc:  # noqa: BLE001 - reported as GETITEM_FAILED
             return None, f"dataset[{i}] raised {type(exc).__name__}: {exc}", None
         fp = None
         if self.fingerprint and isinstance(sample, (tuple, list)) and len(sample) == 2:
             try:
                 fp = image_fingerprint(sample[0])
+            except ImportError:  # a missing dependency is not a finding about the image
+                raise
             except Exception:  # noqa: BLE001 - an image the contract rejects has no fingerprint
                 fp = None
         return sample, None, fp
@@ -803,10 +840,11 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def _load_all(dataset: Any, indices: Iterable[int], count: int, workers: int, fingerprint: bool):
+def _load_all(dataset: Any, indices: Iterable[int], count: int, workers: int, fingerprint: bool,
+              headers: bool = False):
     """Yields ``(i, (sample, error, fingerprint))`` in order. With ``workers`` > 0 the samples 0..count-1 load
     in DataLoader worker processes and ``indices`` (a progress bar over them) only advances with them."""
-    loaded = _Loaded(dataset, fingerprint)
+    loaded = _Loaded(dataset, fingerprint, headers)
     if workers <= 0:
         for i in indices:
             yield i, loaded[i]
@@ -821,7 +859,7 @@ def _load_all(dataset: Any, indices: Iterable[int], count: int, workers: int, fi
 def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoints: int | None = None,
                      max_samples: int | None = None, model_ready: bool = False,
                      check_pickle: bool = True, progress: Iterable[int] | None = None, workers: int = 0,
-                     fingerprint: bool = False, dataset_rules: bool = True) -> Report:
+                     fingerprint: bool = False, dataset_rules: bool = True, headers_only: bool = False) -> Report:
     """Validate every sample (or the first ``max_samples``) plus the dataset-wide rules.
 
     Dataset-wide rules: at least one sample (DATASET_EMPTY), unique ``image_id`` (IMAGE_ID_DUPLICATE),
@@ -832,6 +870,11 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
     samples in that many DataLoader worker processes (the results are the same, in the same order);
     ``fingerprint`` keeps each image's hashes in ``Report.fingerprints`` for :func:`compare_splits`. Statistics
     name classes by the dataset's ``classes`` when it has them.
+
+    ``headers_only`` takes the fast path where :func:`headers_only_refusal` allows it: each image's size comes
+    from its file header and no pixel is decoded, and the report is the one decoding would give, except that an
+    image whose header reads but whose body is corrupt goes unnoticed (and an unreadable header is reported in
+    other words). Where it does not apply the images are decoded, and the reason is logged.
     """
     total = len(dataset)
     count = total if max_samples is None else min(total, max_samples)
@@ -842,13 +885,19 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
     masks_seen: bool | None = None
     names = class_names_of(dataset)
     indices = progress if progress is not None else range(count)
+    headers = False
+    if headers_only:
+        refusal = headers_only_refusal(dataset, model_ready=model_ready, fingerprint=fingerprint)
+        headers = refusal is None
+        if refusal is not None:
+            log.info("reading whole images, not only their headers: %s", refusal)
     report.violations += list(getattr(dataset, "load_violations", []) or [])
     if total == 0:
         report.violations.append(Violation("DATASET_EMPTY", RULES["DATASET_EMPTY"], None, None, None,
                                            "the dataset has no samples", "check the folder and its layout"))
     if check_pickle:
         report.violations += check_picklable(dataset)
-    for i, (sample, error, fp) in _load_all(dataset, indices, count, workers, fingerprint):
+    for i, (sample, error, fp) in _load_all(dataset, indices, count, workers, fingerprint, headers):
         report.samples += 1
         if error is not None:
             report.violations.append(Violation("GETITEM_FAILED", Severity.ERROR, i, None, None, error))

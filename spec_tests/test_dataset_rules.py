@@ -138,7 +138,6 @@ def _pictures(n, seed):
 
 
 def test_an_image_in_both_splits_is_found_exactly_and_as_a_near_duplicate():
-    pytest.importorskip("imagehash", reason="near-duplicate detection uses the imagehash package")
     train_px = _pictures(4, 0)
     val_px = _pictures(3, 1)
     val_px[0] = train_px[2].clone()  # the same picture

@@ -33,8 +33,8 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..contract import Violation
-from .common import DatasetError, issue, read_rgb, safe_join
+from ..contract import ImageHeader, Violation
+from .common import DatasetError, header_size, issue, read_rgb, safe_join
 
 log = logging.getLogger(__name__)
 
@@ -403,17 +403,21 @@ class CocoInstancesDataset(Dataset):
           max(int(math.floor(x)), 0):max(int(math.ceil(x + bw)), 0)] = 1
         return m
 
-    def __getitem__(self, idx: int):
+    def _image_path(self, idx: int) -> Path:
         info = self.images[idx]
         path = safe_join(self.images_dir, info["file_name"], what=f"image {info['id']}")
         if not path.is_file():
             raise DatasetError(f"{self._name} image {info['id']}: {info['file_name']} is not under the image root "
                                f"{self.images_dir} (give the image folder with --images DIR)")
-        img = tv_tensors.Image(read_rgb(path))
-        h, w = img.shape[-2:]
+        return path
+
+    def _check_size(self, idx: int, path: Path, h: int, w: int) -> None:
         if (h, w) != self.get_height_and_width(idx):
-            raise DatasetError(f"{path}: decoded size {(h, w)} differs from height/width in "
+            raise DatasetError(f"{path}: the image's size {(h, w)} differs from height/width in "
                                f"{self._name} {self.get_height_and_width(idx)}")
+
+    def _target(self, idx: int, h: int, w: int) -> dict:
+        info = self.images[idx]
         anns = self.annotations[idx]
         boxes = torch.tensor([[float(v) for v in a["bbox"]] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
@@ -428,6 +432,24 @@ class CocoInstancesDataset(Dataset):
             masks = [self._mask(a, h, w) for a in anns]
             target["masks"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks
                                               else torch.zeros((0, h, w), dtype=torch.uint8))
+        return target
+
+    def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
+        """``self[idx]`` without decoding the image (the validator's fast path): the size from the file header
+        and the same target; without transforms, which need the pixels."""
+        if self.transforms is not None:
+            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+        path = self._image_path(idx)
+        h, w = header_size(path)
+        self._check_size(idx, path, h, w)
+        return ImageHeader(h, w), self._target(idx, h, w)
+
+    def __getitem__(self, idx: int):
+        path = self._image_path(idx)
+        img = tv_tensors.Image(read_rgb(path))
+        h, w = img.shape[-2:]
+        self._check_size(idx, path, h, w)
+        target = self._target(idx, h, w)
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target

@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..contract import Violation
+from ..contract import ImageHeader, Violation
 from .common import (DatasetError, boxes_from_masks, header_size, issue, read_rgb, read_rgb_bytes, safe_join)
 
 log = logging.getLogger(__name__)
@@ -312,23 +312,21 @@ class LabelMeDataset(Dataset):
         except OSError as exc:
             raise DatasetError(f"{e.json_path}: cannot decode its inline imageData ({exc})") from exc
 
-    def __getitem__(self, idx: int):
+    def _image_file(self, e: _Entry) -> Path:
+        assert e.image_path is not None
+        if not e.image_path.is_file():
+            raise DatasetError(f"{e.json_path}: its imagePath {e.image_path} does not exist (and imageData is "
+                               "null)")
+        return e.image_path
+
+    def _target(self, idx: int, h: int, w: int) -> dict:
         e = self.entries[idx]
-        if e.image_path is not None:
-            if not e.image_path.is_file():
-                raise DatasetError(f"{e.json_path}: its imagePath {e.image_path} does not exist (and imageData is "
-                                   "null)")
-            pixels = read_rgb(e.image_path)
-        else:
-            pixels = read_rgb_bytes(self._inline_bytes(e), what=f"{e.json_path} imageData")
-        img = tv_tensors.Image(pixels)
-        h, w = img.shape[-2:]
         masks_np = [np.bitwise_or.reduce([rasterise_shape(s, h, w) for s in parts]) for parts in e.instances]
         masks = (torch.from_numpy(np.stack(masks_np)) if masks_np else torch.zeros((0, h, w), dtype=torch.uint8))
         boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
         for k in widened:
             log.warning("%s: instance %d is one pixel wide or tall; its box was widened", e.json_path, k)
-        target = {
+        return {
             "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
             "labels": torch.tensor(e.labels, dtype=torch.int64),
             "masks": tv_tensors.Mask(masks),
@@ -336,6 +334,32 @@ class LabelMeDataset(Dataset):
             "area": masks.sum(dim=(1, 2)).to(torch.float32),
             "iscrowd": torch.zeros((len(e.labels),), dtype=torch.int64),
         }
+
+    def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
+        """``self[idx]`` without decoding the image (the validator's fast path): the size from the image file's
+        header or the inline imageData's, and the same target; without transforms, which need the pixels."""
+        if self.transforms is not None:
+            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+        e = self.entries[idx]
+        if e.image_path is not None:
+            h, w = header_size(self._image_file(e))
+        else:
+            try:
+                with Image.open(io.BytesIO(self._inline_bytes(e))) as im:  # opening reads the header only
+                    h, w = im.height, im.width
+            except OSError as exc:
+                raise DatasetError(f"{e.json_path} imageData: cannot read image header ({exc})") from exc
+        return ImageHeader(h, w), self._target(idx, h, w)
+
+    def __getitem__(self, idx: int):
+        e = self.entries[idx]
+        if e.image_path is not None:
+            pixels = read_rgb(self._image_file(e))
+        else:
+            pixels = read_rgb_bytes(self._inline_bytes(e), what=f"{e.json_path} imageData")
+        img = tv_tensors.Image(pixels)
+        h, w = img.shape[-2:]
+        target = self._target(idx, h, w)
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from ..contract import ImageHeader
 from .common import (DatasetError, box_area, boxes_from_masks, header_size, instance_ids, read_label_map,
                      read_rgb)
 
@@ -82,6 +83,30 @@ class PennFudanDataset(Dataset):
         }
         return (int(ids.shape[0]), int(ids.shape[1])), target
 
+    def _finish(self, idx: int, target: dict[str, Any], mask_size: tuple[int, int],
+                size: tuple[int, int]) -> dict[str, Any]:
+        """The target in the dataset's flavour, once the image's size is known to match its mask's."""
+        if size != mask_size:
+            raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
+                               f"{self.images[idx].name} {size}")
+        if self.flavour == "legacy":
+            target["image_id"] = torch.tensor([idx])
+        else:
+            target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=size)
+            target["masks"] = tv_tensors.Mask(target["masks"])
+        return target
+
+    def header_sample(self, idx: int) -> tuple[ImageHeader, dict[str, Any]]:
+        """``self[idx]`` without decoding the image (the validator's fast path): the size from the PNG header and
+        the same target (the mask file is decoded: it is the annotation); without transforms."""
+        if self.transforms is not None:
+            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} samples")
+        mask_size, target = self.load_target(idx)
+        size = header_size(self.images[idx])
+        return ImageHeader(*size), self._finish(idx, target, mask_size, size)
+
     def __getitem__(self, idx: int):
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
@@ -96,14 +121,7 @@ class PennFudanDataset(Dataset):
         else:
             img = tv_tensors.Image(read_rgb(self.images[idx]))
             size = tuple(img.shape[-2:])
-        if size != mask_size:
-            raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
-                               f"{self.images[idx].name} {size}")
-        if self.flavour == "legacy":
-            target["image_id"] = torch.tensor([idx])
-        else:
-            target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=size)
-            target["masks"] = tv_tensors.Mask(target["masks"])
+        target = self._finish(idx, target, mask_size, size)
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target
