@@ -1,0 +1,175 @@
+"""Validation at scale (#13): the header-only fast path gives the report decoding gives and decodes no image, and
+steps aside where it cannot stand in; the damaged COCO folders of ``ci/datumaro_table.py`` get the codes its
+README table shows; ``ci/validate_scale.py`` generates its folder deterministically."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from reference.cli import main
+from reference.contract import headers_only_refusal, validate_dataset
+from reference.datasets import PennFudanDataset, open_dataset
+from reference.synthetic import generate
+from reference.transforms import get_preset
+
+from .conftest import FIXTURES, ROOT
+
+
+def _script(name: str):
+    sys.path.insert(0, str(ROOT / "ci"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "ci" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "ci"))
+
+
+table = _script("datumaro_table")
+scale = _script("validate_scale")
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> dict[str, Path]:
+    return table.build_cases(tmp_path_factory.mktemp("cases"))
+
+
+def _no_decoding(monkeypatch, dataset) -> None:
+    """From here on, ``dataset[i]`` (the only way a loader decodes an image) fails the test."""
+    def decoded(self, idx):
+        raise AssertionError(f"sample {idx} was decoded on the header-only path")
+    monkeypatch.setattr(type(dataset), "__getitem__", decoded)
+
+
+def _same_report_without_decoding(monkeypatch, dataset, **kw) -> dict:
+    full = validate_dataset(dataset, **kw).to_dict()
+    _no_decoding(monkeypatch, dataset)
+    fast = validate_dataset(dataset, headers_only=True, **kw).to_dict()
+    assert fast == full
+    return full
+
+
+@pytest.mark.parametrize("case", ["clean", *(c.name for c in table.CASES)])
+def test_headers_only_gives_the_decoding_report_on_each_damaged_coco_folder(damaged, case, monkeypatch):
+    _same_report_without_decoding(monkeypatch, open_dataset(damaged[case]))
+
+
+@pytest.mark.parametrize("export", ["labelme", "labelme2coco", "cvat", "roboflow/train"])
+def test_headers_only_gives_the_decoding_report_on_each_tool_export(export, monkeypatch):
+    # the labelme export has a file with inline imageData and no image file: its header is read from the JSON
+    classes = FIXTURES / "exports" / "labelme" / "labels.txt"
+    report = _same_report_without_decoding(monkeypatch, open_dataset(FIXTURES / "exports" / export,
+                                                                      classes=classes))
+    assert report["summary"]["samples"] >= 1
+
+
+@pytest.mark.parametrize("flavour", ["v2", "legacy"])
+def test_headers_only_gives_the_decoding_report_on_pennfudan(tmp_path, flavour, monkeypatch):
+    root = generate("pennfudan", tmp_path / "pf", 3, seed=0, defect="mask-size")
+    report = _same_report_without_decoding(monkeypatch, PennFudanDataset(root, flavour=flavour))
+    assert [v["code"] for v in report["violations"]] == ["GETITEM_FAILED"]  # the mask's size, found either way
+
+
+def test_headers_only_in_worker_processes_gives_the_same_report(damaged):
+    dataset = open_dataset(damaged["image-size-differs"])
+    full = validate_dataset(dataset).to_dict()
+    fast = validate_dataset(dataset, headers_only=True, workers=2).to_dict()
+    assert fast == full and fast["summary"]["errors"] == 1
+
+
+def test_headers_only_steps_aside_where_pixels_are_the_question(damaged, monkeypatch):
+    plain = open_dataset(damaged["clean"])
+    assert headers_only_refusal(plain) is None
+    assert "model-ready" in headers_only_refusal(plain, model_ready=True)
+    assert "duplicate images" in headers_only_refusal(plain, fingerprint=True)
+    with_transforms = open_dataset(damaged["clean"], transforms=get_preset("eval", train=False))
+    assert headers_only_refusal(with_transforms) == "transforms need the pixels"
+
+    def no_headers(self, idx):
+        raise AssertionError("header_sample used although the transforms need the pixels")
+    monkeypatch.setattr(type(with_transforms), "header_sample", no_headers)
+    assert validate_dataset(with_transforms, headers_only=True).ok
+
+
+def test_a_corrupt_image_body_is_found_only_by_decoding(tmp_path):
+    # the fast path's stated limit: a readable header over a truncated body
+    folder = table.write_folder(tmp_path / "cut", *table.clean_doc(count=2))
+    image = folder / "images" / table.SUBSET / "img_000.jpg"
+    data = image.read_bytes()
+    image.write_bytes(data[:len(data) // 2])
+    dataset = open_dataset(folder)
+    assert [v.code for v in validate_dataset(dataset).violations] == ["GETITEM_FAILED"]
+    assert validate_dataset(dataset, headers_only=True).violations == []
+
+
+def test_validate_headers_only_writes_the_json_report_decoding_writes(damaged, tmp_path):
+    folder = str(damaged["box-out-of-bounds"])
+    assert main(["--quiet", "validate", folder, "--json", str(tmp_path / "full.json")]) == 1
+    assert main(["--quiet", "validate", folder, "--headers-only", "--json", str(tmp_path / "fast.json")]) == 1
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert json.loads((tmp_path / "fast.json").read_text()) == full
+    assert "BOX_OUT_OF_BOUNDS" in {v["code"] for v in full["violations"]}
+
+
+# What each damaged folder of the Datumaro table must get from our validator (the table's "ours" column).
+EXPECTED = {
+    "duplicate-image-id": {"IMAGE_ENTRY_INVALID"},
+    "bbox-length-3": {"ANNOTATION_INVALID"},
+    "negative-width": {"ANNOTATION_INVALID"},
+    "negative-height": {"ANNOTATION_INVALID"},
+    "zero-size-box": {"ANNOTATION_DROPPED"},
+    "nan-bbox": {"ANNOTATION_INVALID"},
+    "nan-area": {"ANNOTATION_INVALID"},
+    "box-out-of-bounds": {"BOX_OUT_OF_BOUNDS"},
+    "iscrowd-2": {"ISCROWD_VALUES"},
+    "missing-bbox": {"ANNOTATION_INVALID"},
+    "missing-category": {"ANNOTATION_INVALID"},
+    "missing-image-height": {"IMAGE_ENTRY_INVALID"},
+    "rle-size-mismatch": {"ANNOTATION_INVALID"},
+    "rle-bad-runs": {"ANNOTATION_INVALID"},
+    "rle-garbage": {"ANNOTATION_INVALID"},
+    "short-polygon": {"ANNOTATION_INVALID"},
+    "area-x4": {"AREA_INCONSISTENT"},
+    "unknown-category": {"ANNOTATION_INVALID"},
+    "orphan-annotation": {"ANNOTATION_INVALID"},
+    "duplicate-annotation-id": {"ANNOTATION_ID_DUPLICATE"},
+    "image-size-differs": {"GETITEM_FAILED"},
+    "missing-image-file": {"GETITEM_FAILED"},
+    "no-images": {"DATASET_EMPTY"},
+}
+
+
+def test_the_clean_folder_of_the_datumaro_table_is_clean(damaged):
+    assert table.our_codes(table.run_ours(damaged["clean"])) == {}
+
+
+@pytest.mark.parametrize("case", [c.name for c in table.CASES])
+def test_each_damaged_folder_of_the_datumaro_table_gets_its_code(damaged, case):
+    assert set(EXPECTED) == {c.name for c in table.CASES}
+    codes = table.our_codes(table.run_ours(damaged[case]))
+    assert EXPECTED[case] <= set(codes), codes
+
+
+def test_datumaro_cells_show_what_a_case_adds_to_the_clean_folder():
+    baseline = {"anomalies": ["UndefinedAttribute", "UndefinedAttribute"]}
+    assert table.datumaro_cell({"anomalies": ["UndefinedAttribute"] * 2 + ["NegativeLength"]}, baseline) == \
+        "NegativeLength"
+    assert table.datumaro_cell({"anomalies": ["UndefinedAttribute"] * 2}, baseline) == "nothing"
+    assert table.datumaro_cell({"crash": "DatasetImportError"}, baseline) == "crash (DatasetImportError)"
+
+
+def test_the_scale_folder_is_the_same_bytes_for_the_same_seed_and_loads_with_masks(tmp_path):
+    a = scale.generate(tmp_path / "a", 3, seed=5, size=(64, 48))
+    b = scale.generate(tmp_path / "b", 3, seed=5, size=(64, 48))
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    dataset = open_dataset(a)
+    assert dataset.has_masks and len(dataset) == 3
+    assert validate_dataset(dataset).ok
