@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
             "tvdetect_reference": ours_version, "datumaro": datumaro_version(python),
-            "command": "python ci/datumaro_table.py" + (f" {' '.join(argv)}" if argv else "")}
+            "command": " ".join(["python", "ci/datumaro_table.py", *(sys.argv[1:] if argv is None else argv)])}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps({"meta": meta, "clean": clean, "rows": rows}, indent=2))
     text = markdown(rows, tasks)

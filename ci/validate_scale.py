@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"count": a.count, "size": f"{a.size[0]}x{a.size[1]}", "seed": a.seed, "instances": len(doc["annotations"]),
             "cpu": cpu_name(), "cores": os.cpu_count(), "load_before": _load(), "python": platform.python_version(),
             "torch": torch.__version__, "folder": str(folder),
-            "command": "python ci/validate_scale.py" + (f" {' '.join(argv)}" if argv else "")}
+            "command": " ".join(["python", "ci/validate_scale.py", *(sys.argv[1:] if argv is None else argv)])}
     if python is not None:
         meta["datumaro"] = datumaro_version(python)
     runs, reports = [], {}
