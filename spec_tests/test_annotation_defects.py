@@ -168,6 +168,64 @@ def test_a_missing_image_file_names_the_file_and_the_root(tmp_path):
     assert len(failed) == 1 and "a.png is not under the image root" in failed[0].message
 
 
+
+# --- Inputs that used to kill the interpreter inside pycocotools (found by the COCO fuzzer) -------------------
+
+@pytest.mark.parametrize("polygon", [
+    [2, 3, 1e30, 3, 12, 11],            # pycocotools' rleFrPoly allocates along the outline: segfault
+    [2, 3, 12, 3, 1e308, 11],
+    [2, 3, 12, -(10**30), 12, 11],       # a JSON integer beyond any C type
+    [2, 3, 12, 3, 12, 11, 2, 4000],      # merely far: 200 image heights below
+])
+@pytest.mark.parametrize("with_area", [True, False], ids=["area-given", "area-computed-at-load"])
+def test_a_polygon_vertex_far_outside_the_image_is_an_error_not_a_crash(tmp_path, polygon, with_area):
+    bad = _ann(8, segmentation=[polygon])
+    if not with_area:
+        del bad["area"]
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(), bad]))
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "segmentation" and v.message.startswith("annotations.json annotation 8 on a.png")
+    assert "polygon 0 has a vertex far outside the 30x20 image" in v.message and "left out" in v.message
+    _, target = ds[0]  # decoding the image's masks no longer reaches pycocotools with the bad polygon
+    assert target["masks"].shape == (1, 20, 30)
+
+
+def test_a_polygon_slightly_over_the_edge_still_loads(tmp_path):
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(segmentation=[[-5, 3, 34, 3, 34, 24, -5, 24]])]))
+    assert ds.load_violations == []
+    assert ds[0][1]["masks"].shape == (1, 20, 30)
+
+
+@pytest.mark.parametrize("bbox", [[2, 3, 1e308, 8], [-(10**30), 3, 10, 8], [2, 3, 10, 100]])
+def test_a_box_far_outside_the_image_is_an_error_naming_the_annotation(tmp_path, bbox):
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(), _ann(8, bbox=bbox, segmentation=[])]))
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "bbox" and v.message.startswith("annotations.json annotation 8 on a.png")
+    assert "lies far outside the 30x20 image" in v.message
+    assert len(ds.annotations[0]) == 1
+
+
+@pytest.mark.parametrize("height,width", [(10**9, 30), (20, 10**30), (10**5, 10**5)])
+def test_an_image_entry_larger_than_pillow_opens_is_an_error_not_a_crash(tmp_path, height, width):
+    """A declared size is where masks are allocated (and, for a missing area, rasterised at load time): one
+    beyond Pillow's decompression-bomb limit is refused before pycocotools or numpy sees it."""
+    images = [{"id": 1, "file_name": "a.png", "height": height, "width": width},
+              {"id": 2, "file_name": "b.png", "height": 20, "width": 30}]
+    bad = _ann(8)
+    del bad["area"]
+    ds = open_dataset(_coco(tmp_path / "c", [bad], images=images))
+    entry = _only(ds, "IMAGE_ENTRY_INVALID")
+    assert entry.field == "images" and "(id 1, a.png)" in entry.message
+    assert f"height {height} and width {width}" in entry.message and "decompression bomb" in entry.message
+    assert "image_id 1 is not in 'images'" in _only(ds, "ANNOTATION_INVALID").message
+    assert len(ds) == 1
+
+
+def test_an_rle_sized_for_a_huge_image_is_an_error_naming_the_annotation(tmp_path):
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(8, segmentation={"size": [10**30, 30], "counts": [600]})]))
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "segmentation" and f"RLE size [{10**30}, 30] differs" in v.message
+
 # --- LabelMe -------------------------------------------------------------------------------------------------
 
 def _labelme(root: Path, shapes: list[dict]) -> Path:

@@ -106,8 +106,6 @@ def coco_base() -> dict:
     return json.loads((FIXTURES / "coco" / "annotations.json").read_text())
 
 
-@pytest.mark.skip(reason="kills the interpreter today (OOM kill, or a segfault under ulimit -v) on some mutated COCO "
-                         "file inside the loader/pycocotools; re-enable once the COCO loader bounds sizes (issue #13)")
 @FUZZ
 @given(data=st.data())
 def test_mutated_coco_json_never_crashes_validate(coco_base, tmp_path_factory, capsys, data):

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
@@ -41,6 +42,24 @@ log = logging.getLogger(__name__)
 BACKGROUND_NAMES = ("_background_", "__background__")
 # How many images (from the lowest id) are looked up when choosing the image root among the candidates.
 ROOT_PROBE = 16
+# How far outside the image a box or polygon vertex may lie, in image sizes: a little over the edge reaches the
+# contract (BOX_OUT_OF_BOUNDS); beyond this it is a broken coordinate. pycocotools rasterises a polygon's whole
+# outline at 5x without bounds checks, so a vertex at 1e30 makes it allocate without limit and crash.
+FAR_OUTSIDE = 1.0
+
+
+def max_image_pixels() -> int:
+    """The largest height x width an image entry may declare: the size Pillow refuses to open as a
+    decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``), or 2**31 - 1 when that check is switched off. Masks
+    are allocated at the declared size, so an unbounded one kills the interpreter."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * int(limit) if limit else 2**31 - 1
+
+
+def far_outside(xs: Sequence[float], ys: Sequence[float], height: int, width: int) -> bool:
+    """Whether any point lies more than ``FAR_OUTSIDE`` image sizes outside the ``height`` x ``width`` image."""
+    return (min(xs) < -FAR_OUTSIDE * width or max(xs) > (1 + FAR_OUTSIDE) * width
+            or min(ys) < -FAR_OUTSIDE * height or max(ys) > (1 + FAR_OUTSIDE) * height)
 
 
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
@@ -194,6 +213,10 @@ class CocoInstancesDataset(Dataset):
                          for d in ("height", "width")):
                 problem = (f"(id {im['id']}, {im['file_name']}) has height {im.get('height')!r} and width "
                            f"{im.get('width')!r}; positive integers are needed")
+            elif im["height"] * im["width"] > max_image_pixels():
+                problem = (f"(id {im['id']}, {im['file_name']}) has height {im['height']} and width {im['width']}: "
+                           f"more than {max_image_pixels()} pixels, the size Pillow refuses as a decompression "
+                           "bomb (masks are allocated at this size)")
             if problem:
                 self.load_violations.append(issue("IMAGE_ENTRY_INVALID", None, "images",
                                                   f"{self._name}: images[{k}] {problem}; the image is left out"))
@@ -294,6 +317,11 @@ class CocoInstancesDataset(Dataset):
                          f"{'width' if w == 0 else 'height'}; no model can learn from it, so it is not an instance")
             return None
         info = self.images[index]
+        if far_outside([x, x + w], [y, y + h], info["height"], info["width"]):
+            self._report("ANNOTATION_INVALID", ann, index, "bbox", f"bbox {bbox} lies far outside the "
+                         f"{info['width']}x{info['height']} image (beyond one image size from its edges); "
+                         "it is left out")
+            return None
         segm = self._segmentation(ann, index, info["height"], info["width"])
         if segm is False:
             return None
@@ -317,9 +345,16 @@ class CocoInstancesDataset(Dataset):
 
     @staticmethod
     def _area(segm: Any, h: int, w: int, box_area: float) -> float:
+        """The pixel count of the decoded mask, computed on the RLE (no [H, W] array is allocated)."""
         if segm is None:
             return float(box_area)
-        return float(decode_segmentation(segm, h, w).sum())
+        if isinstance(segm, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+        elif isinstance(segm.get("counts"), list):
+            rle = mask_utils.frPyObjects(segm, h, w)
+        else:
+            rle = segm
+        return float(mask_utils.area(rle))
 
     def _segmentation(self, ann: dict, index: int, h: int, w: int) -> Any:
         """The segmentation normalised (polygon list or RLE dict), None for none, False when unusable."""
@@ -348,6 +383,12 @@ class CocoInstancesDataset(Dataset):
             elif len(part) < 6 or len(part) % 2:
                 self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"polygon {j} has {len(part)} "
                              "numbers; a polygon needs an even count of at least 6 (3 points); it is left out")
+                return False
+            elif far_outside(part[0::2], part[1::2], h, w):
+                self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"polygon {j} has a vertex far "
+                             f"outside the {w}x{h} image (beyond one image size from its edges; x from "
+                             f"{min(part[0::2]):g} to {max(part[0::2]):g}, y from {min(part[1::2]):g} to "
+                             f"{max(part[1::2]):g}); it is left out")
                 return False
             else:
                 parts.append(part)
