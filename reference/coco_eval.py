@@ -5,7 +5,8 @@ Differences from torchvision's ``references/detection`` (deliberate, tested):
 - Ground truth is collected from the targets of the evaluation pass itself (:class:`GroundTruth`), so no
   image is decoded twice and a ``Subset`` is evaluated as the subset, never unwrapped.
 - An empty detection list gives AP 0 with a warning instead of a crash in ``loadRes``.
-- pycocotools' console output is captured and returned as text, so library code prints nothing.
+- pycocotools' console output is captured and returned (:attr:`CocoResult.log_lines`, the summary text);
+  :func:`reference.engine.evaluate` decides what to show.
 - The backend is pluggable: ``pycocotools`` (default) or ``faster_coco_eval`` (same API, C++ core).
 """
 
@@ -134,10 +135,27 @@ def _api(backend: str):
 
 @dataclass
 class CocoResult:
-    """Per IoU type: the 12 standard stats (``stats[0]`` is AP@[.50:.95]) and pycocotools' summary text."""
+    """Per IoU type: the 12 standard stats (``stats[0]`` is AP@[.50:.95]) and pycocotools' summary text.
+
+    Also answers as the references' ``CocoEvaluator`` does: ``coco_eval[iou_type]`` is the evaluated
+    ``COCOeval`` (``.stats``, ``.eval``, ``.params``), ``coco_gt`` the ground truth's ``COCO``, ``iou_types``,
+    and :meth:`summarize` prints the tables. ``log_lines`` holds what pycocotools printed while indexing the
+    ground truth and accumulating (``creating index...``, ``Accumulating evaluation results...``, ``DONE``).
+    """
 
     stats: dict[str, list[float]]
     summary: dict[str, str]
+    coco_eval: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    coco_gt: Any = field(default=None, repr=False, compare=False)
+    log_lines: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def iou_types(self) -> list[str]:
+        return list(self.stats)
+
+    def summarize(self) -> None:
+        """Print the COCO tables, as the references' ``CocoEvaluator.summarize`` does."""
+        print(self.text())
 
     def named(self) -> dict[str, dict[str, float]]:
         return {t: dict(zip(STAT_NAMES, s)) for t, s in self.stats.items()}
@@ -146,23 +164,27 @@ class CocoResult:
         return "\n".join(f"IoU metric: {t}\n{self.summary[t].rstrip()}" for t in self.stats)
 
 
-def _index(coco_cls, dataset: dict):
+def _index(coco_cls, dataset: dict, printed: list[str] | None = None):
+    """A COCO object over ``dataset``; what pycocotools printed meanwhile is appended to ``printed``."""
     coco = coco_cls()
     coco.dataset = copy.deepcopy(dataset)
-    with contextlib.redirect_stdout(io.StringIO()):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
         coco.createIndex()
+    if printed is not None:
+        printed += buf.getvalue().splitlines()
     return coco
 
 
 def score(gt: GroundTruth, detections: dict[str, list[dict]], backend: str = "pycocotools") -> CocoResult:
     """Run COCOeval per IoU type over every image in ``gt``; no detections gives AP 0, not a crash."""
     coco_cls, eval_cls = _api(backend)
-    gt_coco = _index(coco_cls, gt.dataset())
+    printed: list[str] = []
+    gt_coco = _index(coco_cls, gt.dataset(), printed)
     img_ids = [im["id"] for im in gt.images]
-    stats, summary = {}, {}
+    stats, summary, evals = {}, {}, {}
     for iou_type, dets in detections.items():
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
+        with contextlib.redirect_stdout(io.StringIO()):  # loading and per-image evaluation: silent, as the references
             if dets:
                 dt_coco = gt_coco.loadRes(copy.deepcopy(dets))
             else:
@@ -171,13 +193,17 @@ def score(gt: GroundTruth, detections: dict[str, list[dict]], backend: str = "py
             ev = eval_cls(gt_coco, dt_coco, iou_type)
             ev.params.imgIds = img_ids
             ev.evaluate()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
             ev.accumulate()
-            buf.truncate(0)
-            buf.seek(0)
+        printed += buf.getvalue().splitlines()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
             ev.summarize()
         stats[iou_type] = [float(x) for x in ev.stats[:12]]
         summary[iou_type] = buf.getvalue()
-    return CocoResult(stats, summary)
+        evals[iou_type] = ev
+    return CocoResult(stats, summary, coco_eval=evals, coco_gt=gt_coco, log_lines=printed)
 
 
 def ground_truth_from_dataset(dataset) -> GroundTruth:

@@ -4,6 +4,14 @@ Kept exactly: the epoch-0 ``LinearLR`` warmup (start factor 1/1000 over ``min(10
 stepped after each optimizer step), the unreduced backward, the loss dict averaged across processes for
 logging, the meter order (``lr``, ``loss``, then the model's loss keys) and the log line format.
 
+Printed as the references print (see :mod:`reference.metric_logger`): training and ``Test:`` lines,
+``Averaged stats``, pycocotools' indexing and accumulating lines and the COCO tables; to stdout when the
+application configured no logging, else through ``logging`` (``reference.engine.lines``; the tables on
+``reference.engine.lines.coco``). One order differs: pycocotools' ``creating index...`` lines come after the
+pass, where the ground truth is indexed, not before it. The returned records also answer the references'
+attribute paths: ``train_one_epoch(...).meters["loss"].global_avg`` and
+``evaluate(...).coco_eval["bbox"].stats``.
+
 Changed on purpose: a non-finite loss raises :class:`NonFiniteLossError` (naming the values and the batch's
 image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads
 (see :mod:`reference.coco_eval`), keeps torch's thread count unless asked, and on a CPU runs batches side by
@@ -14,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -25,7 +34,7 @@ from torch import nn
 from . import distributed
 from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
 from .contract import image_id_of
-from .metric_logger import MetricLogger, SmoothedValue
+from .metric_logger import COCO_LINES, LINES, MetricLogger, SmoothedValue, emit, format_meters
 from .models import iou_types
 
 log = logging.getLogger(__name__)
@@ -43,10 +52,25 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class EpochLog:
-    """What one epoch recorded: per-iteration losses and learning rates, and the meters' averages."""
+    """What one epoch recorded: per-iteration losses and learning rates, and the meters' averages.
+
+    It also answers as the references' ``MetricLogger`` does: ``meters["loss"].global_avg``, ``.loss``,
+    ``str(log)`` (the meters' line).
+    """
 
     iterations: list[dict[str, float]] = field(default_factory=list)
     averages: dict[str, float] = field(default_factory=dict)
+    meters: dict[str, SmoothedValue] = field(default_factory=dict, repr=False, compare=False)
+    delimiter: str = field(default="  ", repr=False, compare=False)
+
+    def __getattr__(self, name: str) -> SmoothedValue:
+        meters = self.__dict__.get("meters", {})
+        if name in meters:
+            return meters[name]
+        raise AttributeError(f"'EpochLog' object has no attribute {name!r}")
+
+    def __str__(self) -> str:
+        return format_meters(self.meters, self.delimiter)
 
 
 def to_device(images: Sequence[torch.Tensor], targets: Sequence[dict], device: torch.device):
@@ -82,7 +106,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
     """
     device = torch.device(device)
     model.train()
-    meters = MetricLogger(log)
+    meters = MetricLogger(logging.getLogger(LINES))
     meters.add_meter("lr", SmoothedValue(window_size=1, fmt="{value:.6f}"))
     header = f"Epoch: [{epoch}]"
     schedulers = [iteration_scheduler] if iteration_scheduler is not None else []
@@ -115,13 +139,17 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
         meters.update(lr=lr)
         record.iterations.append({"loss": loss_value, **{k: float(v.detach()) for k, v in reduced.items()}, "lr": lr})
     record.averages = {k: m.global_avg for k, m in meters.meters.items()}
+    record.meters = meters.meters
     return record
 
 
 @torch.inference_mode()
-def _infer(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> list[dict]:
+def _infer(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> tuple[list[dict], float]:
+    """The batch's outputs on the CPU, and the seconds the model took."""
+    start = time.perf_counter()
     outputs = model([img.to(device) for img in images])
-    return [{k: v.to("cpu") for k, v in out.items()} for out in outputs]
+    outputs = [{k: v.to("cpu") for k, v in out.items()} for out in outputs]
+    return outputs, time.perf_counter() - start
 
 
 def _per_image(images, targets, outputs):
@@ -145,11 +173,18 @@ def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str,
     The model is shared by the threads, so its eval-mode forward must not change its own state (torchvision's
     detectors do not).
     """
+    for images, targets, outputs, _ in predict_batches(model, data_loader, device, threads=threads):
+        yield from _per_image(images, targets, outputs)
+
+
+def predict_batches(model: nn.Module, data_loader: Iterable, device: torch.device | str, *,
+                    threads: int = 1) -> Iterator[tuple[Sequence, Sequence, list[dict], float]]:
+    """Yield ``(images, targets, outputs, model_seconds)`` per batch in loader order (see :func:`predict`)."""
     device = torch.device(device)
     model.eval()
     if threads <= 1:
         for images, targets in data_loader:
-            yield from _per_image(images, targets, _infer(model, images, device))
+            yield (images, targets, *_infer(model, images, device))
         return
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, previous // threads))
@@ -160,23 +195,39 @@ def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str,
                 pending.append((images, targets, pool.submit(_infer, model, images, device)))
                 if len(pending) > 2 * threads:  # bounded look-ahead: memory stays flat on long loaders
                     images, targets, job = pending.popleft()
-                    yield from _per_image(images, targets, job.result())
+                    yield (images, targets, *job.result())
             while pending:
                 images, targets, job = pending.popleft()
-                yield from _per_image(images, targets, job.result())
+                yield (images, targets, *job.result())
     finally:
         torch.set_num_threads(previous)
 
 
+class _Sized:
+    """An iterator with the length of the loader it walks (``MetricLogger.log_every`` needs one)."""
+
+    def __init__(self, items: Iterator, length: int):
+        self.items, self.length = items, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator:
+        return self.items
+
+
 def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device | str, *,
              backend: str = "pycocotools", num_threads: int | None = None,
-             inference_threads: int | None = None) -> CocoResult:
+             inference_threads: int | None = None, print_freq: int = 100) -> CocoResult:
     """COCO stats per IoU type (bbox; segm for Mask R-CNN; keypoints for Keypoint R-CNN).
 
     Under ``torchrun`` each process evaluates its shard; ground truth and detections are gathered and an
     image seen by two processes counts once (first wins). ``num_threads`` sets torch's thread count for the
     pass and restores the previous one afterwards, also on error. ``inference_threads`` is passed to
-    :func:`predict` (default: :func:`default_inference_threads`).
+    :func:`predict` (default: :func:`default_inference_threads`). Prints the references' ``Test:`` lines every
+    ``print_freq`` batches, ``Averaged stats``, and the COCO tables (see the module docstring for where they go).
+    ``model_time`` is the seconds each batch spent in the model, ``evaluator_time`` the seconds spent turning
+    its outputs into COCO results.
     """
     types = iou_types(model.module if hasattr(model, "module") else model)
     previous = torch.get_num_threads()
@@ -187,11 +238,18 @@ def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device | str
     try:
         gt = GroundTruth()
         dets: dict[str, list[dict]] = {t: [] for t in types}
-        for target, output, (h, w) in predict(model, data_loader, device, threads=inference_threads):
-            image_id = image_id_of(target)
-            gt.add(image_id, h, w, target)
-            for t in types:
-                dets[t] += detections_to_coco(image_id, output, t)
+        meters = MetricLogger(logging.getLogger(LINES))
+        batches = _Sized(predict_batches(model, data_loader, device, threads=inference_threads),
+                         len(data_loader))  # type: ignore[arg-type]
+        for images, targets, outputs, model_time in meters.log_every(batches, print_freq, "Test:"):
+            start = time.perf_counter()
+            for target, output, (h, w) in _per_image(images, targets, outputs):
+                image_id = image_id_of(target)
+                gt.add(image_id, h, w, target)
+                for t in types:
+                    dets[t] += detections_to_coco(image_id, output, t)
+            meters.update(model_time=model_time, evaluator_time=time.perf_counter() - start)
+        meters.emit(f"Averaged stats: {meters}")
         parts = distributed.all_gather_objects((gt, dets))
         if len(parts) > 1:
             gt = parts[0][0].merge([p[0] for p in parts[1:]])
@@ -199,8 +257,10 @@ def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device | str
         result = score(gt, dets, backend)
     finally:
         torch.set_num_threads(previous)
-    if distributed.info().is_main:
-        log.info("%s", result.text())
+    lines = logging.getLogger(LINES)
+    for line in result.log_lines:
+        emit(lines, line)
+    emit(logging.getLogger(COCO_LINES), result.text())
     return result
 
 

@@ -1,8 +1,15 @@
-"""Smoothed meters and the references' training log lines.
+"""Smoothed meters and the references' console lines.
 
 A meter prints ``median (global average)`` over a window of 20 (the lower median for an even count); the
 log line is two-space separated: ``Epoch: [0]  [10/60]  eta: 0:00:20  lr: 0.000936  loss: 1.3007 (1.5313)
-...  time: 0.4198  data: 0.0298``. Lines go to :mod:`logging`, never to ``print``.
+...  time: 0.4198  data: 0.0298``.
+
+Where the lines go (:func:`emit`): to :mod:`logging` (logger ``reference.engine.lines``) when the application
+configured logging, else to stdout, as the references' ``print`` does. So a tutorial script that swaps its
+``engine`` import for ours prints the same lines, and an application with logging set up gets each line once,
+through its own handlers. Every iteration also sends a record with a :class:`Progress` payload to
+``reference.engine.progress`` at DEBUG, for live progress displays (the CLI's); nothing is formatted unless
+a handler listens there.
 """
 
 from __future__ import annotations
@@ -11,11 +18,50 @@ import datetime
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import torch
 
 from . import distributed
+
+LINES = "reference.engine.lines"
+COCO_LINES = "reference.engine.lines.coco"
+PROGRESS = "reference.engine.progress"
+
+
+def _level_set_below_root(logger: logging.Logger) -> bool:
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.getLogger():
+        if node.level != logging.NOTSET:
+            return True
+        node = node.parent if node.propagate else None  # type: ignore[assignment]
+    return False
+
+
+def emit(logger: logging.Logger, message: str) -> None:
+    """One console line (or block) of the references, on the main process only.
+
+    Logged at INFO when ``logger`` or an ancestor has a handler (the application configured logging: its
+    handlers decide, and nothing is printed twice); printed to stdout otherwise, unless a level was set on
+    one of the project's loggers to silence them.
+    """
+    if not distributed.info().is_main:
+        return
+    if logger.hasHandlers():
+        logger.info(message)
+    elif logger.isEnabledFor(logging.INFO) or not _level_set_below_root(logger):
+        print(message, flush=True)
+
+
+@dataclass
+class Progress:
+    """One finished iteration, for progress displays: its header, position and the meters' latest values."""
+
+    header: str
+    iteration: int
+    total: int
+    values: dict[str, float]
 
 
 class SmoothedValue:
@@ -26,6 +72,11 @@ class SmoothedValue:
         self.total = 0.0
         self.count = 0
         self.fmt = fmt
+
+    @property
+    def deque(self) -> deque[float]:
+        """The window under the references' attribute name."""
+        return self.window
 
     def update(self, value: float, n: int = 1) -> None:
         self.window.append(value)
@@ -57,13 +108,19 @@ class SmoothedValue:
                                value=self.value)
 
 
+def format_meters(meters: dict[str, SmoothedValue], delimiter: str = "  ") -> str:
+    """``name: meter`` for each meter, in insertion order: the body of a log line."""
+    return delimiter.join(f"{name}: {meter}" for name, meter in meters.items())
+
+
 class MetricLogger:
     """Named meters in insertion order, and :meth:`log_every` which writes the references' lines."""
 
-    def __init__(self, logger: logging.Logger, delimiter: str = "  "):
+    def __init__(self, logger: logging.Logger | None = None, delimiter: str = "  "):
         self.meters: dict[str, SmoothedValue] = {}
         self.delimiter = delimiter
-        self.logger = logger
+        self.logger = logger if logger is not None else logging.getLogger(LINES)
+        self.progress = logging.getLogger(PROGRESS)
 
     def add_meter(self, name: str, meter: SmoothedValue) -> None:
         self.meters[name] = meter
@@ -74,12 +131,23 @@ class MetricLogger:
                 v = v.item()
             self.meters.setdefault(k, SmoothedValue()).update(float(v))
 
-    def __str__(self) -> str:
-        return self.delimiter.join(f"{name}: {meter}" for name, meter in self.meters.items())
+    def __getattr__(self, name: str) -> SmoothedValue:
+        # the references' ``logger.loss`` for ``logger.meters["loss"]``
+        meters = self.__dict__.get("meters", {})
+        if name in meters:
+            return meters[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _emit(self, message: str) -> None:
-        if distributed.info().is_main:
-            self.logger.info(message)
+    def __str__(self) -> str:
+        return format_meters(self.meters, self.delimiter)
+
+    def emit(self, message: str) -> None:
+        emit(self.logger, message)
+
+    def _tick(self, header: str, i: int, n: int) -> None:
+        if self.progress.isEnabledFor(logging.DEBUG) and distributed.info().is_main:
+            values = {k: m.value for k, m in self.meters.items() if m.count}
+            self.progress.debug("%s [%d/%d]", header, i, n, extra={"progress": Progress(header, i, n, values)})
 
     def log_every(self, iterable: Iterable, print_freq: int, header: str = "") -> Iterator:
         n = len(iterable)  # type: ignore[arg-type]
@@ -91,13 +159,14 @@ class MetricLogger:
             data_time.update(time.time() - end)
             yield item
             iter_time.update(time.time() - end)
+            self._tick(header, i, n)
             if i % print_freq == 0 or i == n - 1:
                 eta = str(datetime.timedelta(seconds=int(iter_time.global_avg * (n - i))))
                 parts = [header, f"[{i:>{width}d}/{n}]", f"eta: {eta}", str(self), f"time: {iter_time}",
                          f"data: {data_time}"]
                 if torch.cuda.is_available() and torch.cuda.is_initialized():
                     parts.append(f"max mem: {torch.cuda.max_memory_allocated() / 2**20:.0f}")
-                self._emit(self.delimiter.join(parts))
+                self.emit(self.delimiter.join(parts))
             end = time.time()
         total = time.time() - start
-        self._emit(f"{header} Total time: {datetime.timedelta(seconds=int(total))} ({total / max(n, 1):.4f} s / it)")
+        self.emit(f"{header} Total time: {datetime.timedelta(seconds=int(total))} ({total / max(n, 1):.4f} s / it)")

@@ -123,14 +123,13 @@ def test_evaluate_on_a_model_that_predicts_nothing_does_not_crash():
 
 
 class _Oracle:
-    """Replaces engine.predict: outputs equal to the targets (AP must then be exactly 1)."""
+    """Replaces engine.predict_batches: outputs equal to the targets (AP must then be exactly 1)."""
 
     def __call__(self, model, loader, device, **kwargs):
         for images, targets in loader:
-            for img, t in zip(images, targets):
-                out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
-                       "masks": t["masks"][:, None].float()}
-                yield t, out, tuple(img.shape[-2:])
+            outs = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                     "masks": t["masks"][:, None].float()} for t in targets]
+            yield images, targets, outs, 0.0
 
 
 def test_a_subset_is_evaluated_as_the_subset(monkeypatch):
@@ -141,7 +140,7 @@ def test_a_subset_is_evaluated_as_the_subset(monkeypatch):
         seen["images"] = [im["id"] for im in gt.images]
         return real_score(gt, dets, backend)
 
-    monkeypatch.setattr(engine, "predict", _Oracle())
+    monkeypatch.setattr(engine, "predict_batches", _Oracle())
     monkeypatch.setattr(engine, "score", spy)
     ds = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())
     result = engine.evaluate(build_model("small_maskrcnn", 2), _loader(Subset(ds, [3, 7, 11])), "cpu")
@@ -171,7 +170,7 @@ def test_thread_count_is_restored_even_on_error(monkeypatch):
         raise RuntimeError("inference failed")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(engine, "predict", boom)
+    monkeypatch.setattr(engine, "predict_batches", boom)
     with pytest.raises(RuntimeError, match="inference failed"):
         engine.evaluate(build_model("small_maskrcnn", 2), [], "cpu", num_threads=1)
     assert torch.get_num_threads() == 2
