@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Subset
 from . import distributed
 from .checkpoint import METADATA, CheckpointError, load_checkpoint
 from .coco_eval import CocoResult
-from .contract import Report, validate_dataset
+from .contract import Report, class_name, class_names_of, validate_dataset
 from .datasets import DatasetError, open_dataset
 from .engine import evaluate, predict
 from .gate import GateUnavailable, check_gate, gate_for
@@ -208,6 +208,30 @@ def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int) -> tu
     return train, val, num_classes
 
 
+def dataset_classes(ds: Any, num_classes: int) -> list[str] | None:
+    """The dataset's class names, background first, when it has one per class (what checkpoints record)."""
+    names = class_names_of(ds)
+    return names if names is not None and len(names) == num_classes else None
+
+
+def checkpoint_classes(state: dict[str, Any], where: Path | None = None) -> list[str] | None:
+    """The class names a checkpoint recorded (background first), or None: checkpoints from before class names
+    were recorded, or a ``classes`` entry that is not one name per class (logged, and labels stay numbers)."""
+    names, count = state.get("classes"), state.get("num_classes")
+    if names is None:
+        return None
+    if isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) == count:
+        return names
+    log.warning("%s: classes %s is not one name for each of its %s classes; labels are shown as numbers",
+                where or "checkpoint", _short(names), _short(count))
+    return None
+
+
+def detection_labels(labels: torch.Tensor, scores: torch.Tensor, names: list[str] | None) -> list[str]:
+    """``"<class name> <score>"`` for each detection; the label id stands in where there are no names."""
+    return [f"{class_name(int(lab), names)} {float(s):.2f}" for lab, s in zip(labels, scores)]
+
+
 def _num_classes(ds: Any) -> int:
     if hasattr(ds, "classes"):
         return len(ds.classes)
@@ -270,8 +294,9 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     except (ValueError, FileNotFoundError) as exc:
         raise JobError(str(exc)) from exc
     epochs = opts.epochs or (planned_epochs(state) if state is not None else None) or recipe.epochs
+    classes = dataset_classes(train, num_classes)
     cfg = FitConfig(opts.model, num_classes, recipe, epochs, opts.seed, str(device), opts.amp, opts.print_freq,
-                    group_factor=opts.group_factor, data=str(opts.data.resolve()))
+                    group_factor=opts.group_factor, data=str(opts.data.resolve()), classes=classes)
     if state is not None:
         try:
             check_resumable(state, cfg, opts.resume, data_fingerprint(train, val))  # type: ignore[arg-type]
@@ -291,7 +316,7 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
         raise JobError(str(exc)) from exc
     meta = {"title": f"{opts.model} / {opts.recipe}", "model": opts.model, "recipe": opts.recipe,
             "data": str(opts.data), "epochs_run": cfg.epochs, "seed": opts.seed, "device": str(device),
-            "num_classes": num_classes}
+            "num_classes": num_classes, "classes": classes}
     report = build_report(result, meta)
     return result, report
 
@@ -310,7 +335,8 @@ def run_gate(recipe: str = "ci", seed: int = 0, epochs: int | None = None) -> Co
     seed_everything(seed)
     train, val, num_classes = split_datasets(data, None, rec, seed)
     model = build_model("small_maskrcnn", num_classes)
-    cfg = FitConfig("small_maskrcnn", num_classes, rec, epochs or rec.epochs, seed, "cpu", print_freq=10**9)
+    cfg = FitConfig("small_maskrcnn", num_classes, rec, epochs or rec.epochs, seed, "cpu", print_freq=10**9,
+                    classes=dataset_classes(train, num_classes))
     with tempfile.TemporaryDirectory(prefix="tvref-gate-") as tmp:
         fit(model, train, None, cfg, tmp)
     return evaluate(model, make_loader(val, 4, train=False, seed=seed, epoch=0), "cpu")
@@ -360,12 +386,17 @@ def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, bac
     classes = _num_classes(ds)
     if classes != int(state["num_classes"]):
         raise JobError(f"{data}: {classes} classes, but the model in {checkpoint} has {state['num_classes']}")
+    trained, now = checkpoint_classes(state, checkpoint), dataset_classes(ds, classes)
+    if trained is not None and now is not None and trained != now:
+        log.warning("%s: classes %s, but the model in %s was trained on %s: labels are compared by number",
+                    data, now, checkpoint, trained)
     return evaluate(model, make_loader(ds, 4, train=False, seed=0, epoch=0), dev, backend=backend)
 
 
 def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float, mask_threshold: float,
                 device: str = "cpu") -> int:
-    """Draw the predictions for one image file; returns how many detections passed the threshold."""
+    """Draw the predictions for one image file, labelled with the checkpoint's class names (class ids for a
+    checkpoint without them); returns how many detections passed the threshold."""
     from torchvision.transforms.v2 import functional as F
 
     from .datasets.common import read_rgb
@@ -386,22 +417,25 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     # Mask R-CNN pastes masks at the input resolution already; resize in case the input was transformed
     if masks is not None and tuple(masks.shape[-2:]) != tuple(img.shape[-2:]):
         masks = F.resize(masks, list(img.shape[-2:]))
+    names = checkpoint_classes(state, checkpoint)
     drawn = draw_instances(img, output["boxes"][keep], (masks[keep, 0] > mask_threshold) if masks is not None
-                           else None, [f"{int(lab)} {float(s):.2f}" for lab, s in
-                                       zip(output["labels"][keep], output["scores"][keep])], colors="orange",
-                           scale=max(1, 480 // max(img.shape[-2:])))
+                           else None, detection_labels(output["labels"][keep], output["scores"][keep], names),
+                           colors="orange", scale=max(1, 480 // max(img.shape[-2:])))
     save_png(with_caption(drawn, [f"{int(keep.sum())} detections, score >= {score_threshold}"]), out)
     return int(keep.sum())
 
 
 def write_prediction_pictures(checkpoint: Path, val: Dataset, out_dir: Path, count: int = 4) -> list[Path]:
-    model, _ = load_model(checkpoint, torch.device("cpu"))
+    """Ground truth beside predictions for the first ``count`` samples, labelled with the checkpoint's class
+    names (the dataset's for a checkpoint without them)."""
+    model, state = load_model(checkpoint, torch.device("cpu"))
+    names = checkpoint_classes(state, checkpoint) or class_names_of(val)
     loader = make_loader(Subset(val, list(range(min(count, len(val))))), 4, train=False, seed=0, epoch=0)
     paths = []
     for k, (target, output, _) in enumerate(predict(model, loader, "cpu")):
         image = val[k][0]
         p = out_dir / f"predictions_{k}.png"
-        save_png(side_by_side(image, target, output, class_names=["background", "person"]), p)
+        save_png(side_by_side(image, target, output, class_names=names), p)
         paths.append(p)
     return paths
 

@@ -168,6 +168,9 @@ class FitConfig:
     eval_every: int | None = None  # defaults to the recipe's; the last epoch is always evaluated
     group_factor: int = -1  # aspect-ratio grouping (the references use 3); -1 = plain shuffled batches
     data: str | None = None  # where the data came from, recorded in checkpoints (resume warns if it moved)
+    # the class names, background first (the dataset's ``classes``), recorded in checkpoints so that predictions
+    # are labelled with names; None when the dataset has none (labels are then shown as numbers)
+    classes: list[str] | None = None
 
 
 # recipe fields that do not change the training trajectory of the epochs still to run
@@ -191,7 +194,7 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
                     fingerprint: dict[str, int | None] | None = None) -> None:
     """Refuse, in one line naming every differing field, a checkpoint that another run configuration wrote.
 
-    Compared: model name, class count, recipe (name and every setting that shapes training), seed,
+    Compared: model name, class count and names, recipe (name and every setting that shapes training), seed,
     aspect-ratio grouping, the data's split sizes, and whether ``cfg.epochs`` can continue the schedule.
     The data's location may change (a warning): a moved folder holds the same data.
     """
@@ -203,6 +206,8 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
 
     differ("model", state.get("model_name"), cfg.model_name)
     differ("num_classes", state.get("num_classes"), cfg.num_classes)
+    if state.get("classes") is not None and cfg.classes is not None:  # checkpoints before class names have none
+        differ("classes", state["classes"], cfg.classes)
     differ("recipe", state.get("recipe"), cfg.recipe.name)
     params = state.get("recipe_params")
     if isinstance(params, dict) and state.get("recipe") == cfg.recipe.name:
@@ -249,10 +254,12 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
 
     ``resume`` continues from a checkpoint after :func:`check_resumable` (``resume_state``: its contents,
     when the caller has loaded it already). ``out_dir/checkpoint.json`` records the run's settings and the
-    SHA-256 of each checkpoint's tensors.
+    SHA-256 of each checkpoint's tensors. Both hold ``classes``, the class names (``cfg.classes``).
     """
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
+    if cfg.classes is not None and len(cfg.classes) != cfg.num_classes:
+        raise ValueError(f"{len(cfg.classes)} class names {cfg.classes} for {cfg.num_classes} classes")
     out = Path(out_dir)
     device = torch.device(cfg.device)
     recipe = cfg.recipe
@@ -327,7 +334,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
         best = min(best, rec.val_loss) if rec.val_loss is not None else best
         if dist.is_main:
             state = {
-                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "recipe": recipe.name,
+                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
+                "recipe": recipe.name,
                 "recipe_params": asdict(recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
                 "data": cfg.data, "data_fingerprint": fingerprint,
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -341,7 +349,8 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
                 save_checkpoint(out / "best.pt", state)
                 files["best.pt"] = {"epoch": epoch + 1, DIGEST_KEY: digest}
             atomic_write_json(out / METADATA, {
-                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "recipe": asdict(recipe),
+                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
+                "recipe": asdict(recipe),
                 "epochs_done": epoch + 1, "epochs": cfg.epochs, "seed": cfg.seed, "device": cfg.device,
                 "data": cfg.data, "data_fingerprint": fingerprint,
                 "best_val_loss": None if math.isinf(best) else best, "best_checkpoint": "best.pt",
