@@ -9,19 +9,134 @@ output that cannot or must not be written), reported in one line naming the file
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from tqdm import tqdm
 
 log = logging.getLogger("reference")
 
+# names the parser offers, kept here so that building it (``tvref --help``) imports no torch; a test checks them
+# against the registries they come from (reference.datasets.FORMATS, models.BUILDERS, training.RECIPES,
+# transforms.PRESETS, snapshot.Tolerances, metric_logger's logger names)
+FORMATS = ("pennfudan", "labelme", "coco")
+MODELS = ("small_maskrcnn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
+          "fasterrcnn_mobilenet_v2", "keypointrcnn_resnet50_fpn")
+RECIPES = ("tutorial", "mills", "ci")
+RECIPE_EPOCHS = {"ci": 4}  # the demo's bar length before the recipe module is imported; checked by a test
+PRESETS = ("tutorial", "tutorial-legacy", "mills", "eval")
+TOLERANCES = {"box_atol": 1.0, "score_atol": 0.01, "mask_iou_min": 0.9, "ap_atol": 0.01}
+ENGINE_LINES, COCO_LINES, PROGRESS = "reference.engine.lines", "reference.engine.lines.coco", \
+    "reference.engine.progress"
 
-def _setup_logging(quiet: bool, verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+
+class _Display(logging.Handler):
+    """The console while a job runs: one live bar per phase on a terminal, one line per epoch elsewhere.
+
+    Fed by the engine's per-iteration records on ``reference.engine.progress`` (a bar per training epoch with
+    the latest loss and learning rate and the last AP, a bar per evaluation pass; bars vanish when their
+    phase ends) and by the training loop's per-epoch callback. With ``--verbose`` the engine's full lines
+    are shown instead (no bars); with ``--quiet`` nothing.
+    """
+
+    def __init__(self, epochs: int | None, *, bars: bool, lines: bool):
+        super().__init__(logging.DEBUG)
+        self.epochs, self.bars, self.lines = epochs, bars, lines
+        self.bar: Any = None
+        self.header: str | None = None
+        self.last_ap: float | None = None
+
+    def _desc(self, header: str) -> str:
+        found = re.match(r"Epoch: \[(\d+)\]", header)
+        if not found:
+            return "evaluating"
+        return f"epoch {int(found.group(1)) + 1}/{self.epochs or '?'}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        p = getattr(record, "progress", None)
+        if p is None or not self.bars:
+            return
+        if self.bar is None or p.header != self.header or p.iteration < self.bar.n:
+            self._close_bar()
+            self.header = p.header
+            self.bar = tqdm(total=p.total, desc=self._desc(p.header), unit="it", leave=False, file=sys.stderr,
+                            dynamic_ncols=True)
+        post = {}
+        if "loss" in p.values:
+            post["loss"] = f"{p.values['loss']:.4f}"
+        if "lr" in p.values:
+            post["lr"] = f"{p.values['lr']:.2e}"
+        if self.last_ap is not None:
+            post["last bbox AP"] = f"{self.last_ap:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(p.iteration + 1 - self.bar.n)
+
+    def __call__(self, rec) -> None:
+        """The training loop's per-epoch callback."""
+        if rec.bbox_ap is not None:
+            self.last_ap = rec.bbox_ap
+        self._close_bar()
+        if self.lines:
+            parts = [f"epoch {rec.epoch + 1}/{self.epochs or '?'}", f"loss {rec.train_loss:.4f}"]
+            if rec.val_loss is not None:
+                parts.append(f"val loss {rec.val_loss:.4f}")
+            if rec.bbox_ap is not None:
+                parts.append(f"bbox AP {rec.bbox_ap:.3f}")
+            print("  ".join(parts), file=sys.stderr, flush=True)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self._close_bar()
+        super().close()
+
+
+@contextlib.contextmanager
+def _console(quiet: bool, verbose: bool, epochs: int | None = None, *, tables: bool = True) -> Iterator[_Display]:
+    """Logging and progress for one command; every logger setting is restored afterwards (``main`` runs
+    in-process in tests and notebooks).
+
+    Default: INFO messages, a live display (see :class:`_Display`), the engine's per-iteration lines and COCO
+    tables hidden. ``--verbose``: DEBUG and the engine's full lines (``tables=False`` keeps the COCO tables
+    out of the log, for commands that print them as their result). ``--quiet``: warnings only.
+    """
+    root = logging.getLogger()
+    names = (ENGINE_LINES, COCO_LINES, PROGRESS)
+    saved = (list(root.handlers), root.level,
+             [(logging.getLogger(n).level, logging.getLogger(n).propagate, list(logging.getLogger(n).handlers))
+              for n in names])
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+                        format="%(message)s", stream=sys.stderr, force=True)
+    lines, coco, progress = (logging.getLogger(n) for n in names)
+    lines.setLevel(logging.INFO if verbose else logging.WARNING)
+    coco.setLevel(logging.INFO if verbose and tables else logging.WARNING)
+    terminal = sys.stderr.isatty()
+    display = _Display(epochs, bars=terminal and not quiet and not verbose,
+                       lines=not terminal and not quiet and not verbose)
+    progress.propagate = False
+    progress.setLevel(logging.DEBUG if display.bars else logging.WARNING)
+    progress.addHandler(display)
+    try:
+        yield display
+    finally:
+        display.close()
+        for h in root.handlers:
+            if h not in saved[0]:
+                root.removeHandler(h)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for n, (level, propagate, handlers) in zip(names, saved[2]):
+            logger = logging.getLogger(n)
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.handlers[:] = handlers
 
 
 def _cmd_validate(a: argparse.Namespace) -> int:
@@ -86,9 +201,13 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         for v in report.violations:
             if v.index is not None and v.code not in ("GETITEM_FAILED", "GETITEM_TIMEOUT"):
                 by_index.setdefault(v.index, []).append(v.code)
-        for i, codes in list(by_index.items())[:100]:
+        failed = {v.index for v in report.violations if v.code in ("GETITEM_FAILED", "GETITEM_TIMEOUT")}
+        indices = sorted(set(range(count)) - failed) if a.render_all else list(by_index)
+        for i in indices[:100]:
             image, target = dataset[i]
-            render_violations(image, target, codes, Path(a.render) / f"sample_{i:05d}.png")
+            render_violations(image, target, by_index.get(i, []), Path(a.render) / f"sample_{i:05d}.png")
+        if not indices:
+            print(f"{a.render}: nothing drawn, no sample broke a rule (--render-all draws every sample)")
     print(report.render_text())
     found = list(report.violations)
     if split is not None:
@@ -129,24 +248,9 @@ def _validate_val_split(a: argparse.Namespace, train_report, train, args: dict):
     return val_report, compare_splits(train_report, val_report, class_names_of(train), class_names_of(val))
 
 
-class _EpochBar:
-    """An epoch progress bar that appears with the first finished epoch (so early errors print alone)."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.bar = total, quiet, None
-
-    def __call__(self, rec) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=self.total, desc="epochs", unit="epoch", disable=self.quiet, file=sys.stderr)
-        self.bar.update(1)
-        post = {"loss": f"{rec.train_loss:.3f}"}
-        if rec.bbox_ap is not None:
-            post["bbox AP"] = f"{rec.bbox_ap:.3f}"
-        self.bar.set_postfix(post)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _stats_lines(named: dict[str, dict[str, float]]) -> list[str]:
+    """The end summary's AP lines: ``bbox: AP 0.603  AP50 0.912  AP75 0.650`` per IoU type."""
+    return [f"{t}: AP {s['AP']:.3f}  AP50 {s['AP50']:.3f}  AP75 {s['AP75']:.3f}" for t, s in named.items()]
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -157,20 +261,19 @@ def _cmd_train(a: argparse.Namespace) -> int:
     opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
-                        print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite)
+                        print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite,
+                        batch_size=a.batch_size, lr=a.lr)
     # a resume without --epochs runs to the checkpoint's planned count, not known here
-    bar = _EpochBar(a.epochs or (None if a.resume else get_recipe(a.recipe).epochs), a.quiet)
-    try:
-        result, report = run_train(opts, on_epoch=bar)
-    finally:
-        bar.close()
+    a.display.epochs = a.epochs or (None if a.resume else get_recipe(a.recipe).epochs)
+    result, report = run_train(opts, on_epoch=a.display)
     from . import distributed
 
     if distributed.info().is_main:
         paths = write_report(report, Path(a.out))
         if result.final:
-            print(result.final.text())
-        print(f"checkpoint: {Path(a.out) / 'last.pt'}\nreport: {paths['md']}")
+            print("\n".join(_stats_lines(result.final.named())))
+        print(f"trained {len(result.history)} epoch(s) in {result.train_seconds:.0f} s\n"
+              f"checkpoint: {Path(a.out) / 'last.pt'}\nreport: {paths['md']}")
     return 0
 
 
@@ -180,6 +283,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.json:
         check_output_file(Path(a.json), "--json")
+    # the table is this command's result: printed once, here (main keeps it out of --verbose's log)
     res = run_evaluate(Path(a.checkpoint), Path(a.data), a.format, a.device, a.backend)
     print(res.text())
     if a.json:
@@ -197,17 +301,12 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .jobs import run_demo
-    from .training import get_recipe
 
     out = Path(a.out)
-    bar = _EpochBar(a.epochs or get_recipe("ci").epochs, a.quiet)
-    try:
-        done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=bar, overwrite=a.overwrite)
-    finally:
-        bar.close()
+    a.display.epochs = a.epochs or RECIPE_EPOCHS["ci"]
+    done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=a.display, overwrite=a.overwrite)
     rep = done["report"]
-    for t, stats in rep["coco"].items():
-        print(f"{t}: AP {stats['AP']:.3f}  AP50 {stats['AP50']:.3f}  AP75 {stats['AP75']:.3f}")
+    print("\n".join(_stats_lines(rep["coco"])))
     for line in rep["gate"]:
         print(f"gate: {line}")
     print(f"trained in {rep['timings']['train_seconds']} s; files:")
@@ -288,38 +387,62 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text names it already or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text.lower() or action.default is None
+                or action.default is argparse.SUPPRESS or action.default == [] or action.help == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
+
+
+def _global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--verbose and --quiet, accepted before the subcommand (top) and after it (where they only set)."""
+    extra: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--verbose", action="store_true", help="the engine's full per-iteration lines and COCO "
+                        "tables, debug logging, tracebacks (default: off)", **extra)
+    parser.add_argument("--quiet", action="store_true", help="warnings only, no progress display (default: off)",
+                        **extra)
+
+
+def _sub(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+    _global_flags(p, top=False)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .datasets import FORMATS
-    from .models import BUILDERS
-    from .training import RECIPES
-    from .transforms import PRESETS
+    """The ``tvref`` parser; building it imports no torch (``tvref --help`` stays fast)."""
+    p = _Parser(prog="tvref", formatter_class=_HelpFormatter, description="Dataset contract, reference engine and "
+                "reproducibility suite for torchvision detection fine-tuning.")
+    _global_flags(p, top=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = _Parser(prog="tvref", description="Dataset contract, reference engine and "
-                                "reproducibility suite for torchvision detection fine-tuning.")
-    p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
-    p.add_argument("--quiet", action="store_true", help="warnings only, no progress bars (CI logs)")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    v = sub.add_parser("validate", help="check a dataset against the contract")
+    v = _sub(sub, "validate", help="check a dataset against the contract")
     v.add_argument("spec", help="package.module:Name, path/to/file.py:Name, or a dataset folder")
-    v.add_argument("--format", choices=FORMATS)
+    v.add_argument("--format", choices=FORMATS, help="dataset folder layout (default: detected from the folder)")
     v.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="constructor argument (Python literal where possible)")
-    v.add_argument("--transforms", choices=list(PRESETS), help="apply an eval preset (folders only)")
-    v.add_argument("--num-classes", type=int, help="head size, background included")
-    v.add_argument("--num-keypoints", type=int)
-    v.add_argument("--max-samples", type=int)
+                   help="constructor argument, repeatable (Python literal where possible; default: none)")
+    v.add_argument("--transforms", choices=PRESETS, help="apply this preset's evaluation pipeline (its train=False "
+                   "half) to the samples before checking them; folders only (default: none)")
+    v.add_argument("--num-classes", type=int, help="head size, background included (default: not checked)")
+    v.add_argument("--num-keypoints", type=int, help="keypoints per instance (default: not checked)")
+    v.add_argument("--max-samples", type=int, help="check only the first N samples (default: all)")
     v.add_argument("--model-ready", action="store_true", help="check what reaches the model (float in [0, 1])")
-    v.add_argument("--json", help="write the JSON report here")
-    v.add_argument("--render", help="write a PNG per offending sample into this folder")
+    v.add_argument("--json", help="write the JSON report here (default: none)")
+    v.add_argument("--render", help="write a PNG per offending sample into this folder (default: none)")
+    v.add_argument("--render-all", action="store_true",
+                   help="with --render, draw every sample checked, clean ones too (default: offending ones only)")
     v.add_argument("--strict", action="store_true", help="warnings fail too (infos never do)")
     v.add_argument("--classes", metavar="FILE|A,B,...",
                    help="the object classes: a labelme labels.txt (__ignore__ and _background_ are left out) or a "
-                        "comma-separated list; labels and COCO categories outside it are reported")
+                        "comma-separated list; labels and COCO categories outside it are reported (default: none)")
     v.add_argument("--images", metavar="DIR", help="COCO image root that file_name is relative to (default: the "
                    "annotation file's folder, its images/, or CVAT's images/<subset>/, whichever holds the images)")
     v.add_argument("--val", metavar="VAL", help="a validation split to check too, and against SPEC: images in "
-                   "both, classes missing from one, a class name with two ids")
+                   "both, classes missing from one, a class name with two ids (default: none)")
     v.add_argument("--workers", type=int, default=0, metavar="N",
                    help="load samples in N DataLoader worker processes (default: 0, in this process)")
     v.add_argument("--headers-only", action="store_true",
@@ -328,54 +451,62 @@ def build_parser() -> argparse.ArgumentParser:
                         "--model-ready, --timeout, and for --val's duplicate check")
     v.add_argument("--timeout", type=_positive_float, metavar="S",
                    help="load samples in a worker process; one that takes longer than S seconds is reported "
-                        "(GETITEM_TIMEOUT) and validation goes on")
+                        "(GETITEM_TIMEOUT) and validation goes on (default: no time limit)")
     v.set_defaults(func=_cmd_validate)
 
-    t = sub.add_parser("train", help="train a model (also under torchrun)")
-    t.add_argument("--data", required=True)
-    t.add_argument("--format", choices=FORMATS)
-    t.add_argument("--model", default="small_maskrcnn", choices=list(BUILDERS))
-    t.add_argument("--recipe", default="ci", choices=list(RECIPES))
-    t.add_argument("--weights", default="none", help="none, DEFAULT (hub cache only) or a path")
+    t = _sub(sub, "train", help="train a model (also under torchrun)")
+    t.add_argument("--data", required=True, help="dataset folder, with train/ and val/ or split 4:1 (required)")
+    t.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
+    t.add_argument("--model", default="small_maskrcnn", choices=MODELS, help="model to build")
+    t.add_argument("--recipe", default="ci", choices=RECIPES,
+                   help="optimizer, schedule, batch size, transforms and epochs from the seeds")
+    t.add_argument("--weights", default="none",
+                   help="none, DEFAULT (COCO weights from the hub cache only) or a path (default: none)")
     t.add_argument("--epochs", type=_positive_int,
                    help="default: the recipe's; when resuming, the checkpoint's (more re-plans a cosine schedule)")
-    t.add_argument("--out", required=True, help="run folder; refused if it holds an earlier run")
-    t.add_argument("--resume", help="a checkpoint to continue (the run's own --out/last.pt continues that run)")
+    t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: the recipe's)")
+    t.add_argument("--lr", type=_positive_float, help="base learning rate (default: the recipe's)")
+    t.add_argument("--out", required=True, help="run folder; refused if it holds an earlier run (required)")
+    t.add_argument("--resume", help="a checkpoint to continue (the run's own --out/last.pt continues that run; "
+                   "default: none)")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--amp", action="store_true")
-    t.add_argument("--print-freq", type=int, default=10)
+    t.add_argument("--seed", type=int, default=0, help="seed of every random source")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    t.add_argument("--amp", action="store_true", help="mixed precision with a gradient scaler (CUDA; default: off)")
+    t.add_argument("--print-freq", type=int, default=10,
+                   help="iterations between the engine's log lines (shown with --verbose)")
     t.add_argument("--aspect-ratio-group-factor", type=int, default=-1,
                    help="batch images of similar aspect ratio (the references use 3); -1: off, as the tutorial")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="COCO evaluation of a checkpoint")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--format", choices=FORMATS)
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--backend", default="pycocotools", choices=["pycocotools", "faster_coco_eval"])
-    e.add_argument("--json")
+    e = _sub(sub, "evaluate", help="COCO evaluation of a checkpoint")
+    e.add_argument("--checkpoint", required=True, help="a checkpoint of this project (required)")
+    e.add_argument("--data", required=True, help="dataset folder; its val/ subfolder when present (required)")
+    e.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    e.add_argument("--backend", default="pycocotools", choices=["pycocotools", "faster_coco_eval"],
+                   help="COCO evaluator")
+    e.add_argument("--json", help="also write the stats to this JSON file (default: none)")
     e.set_defaults(func=_cmd_evaluate)
 
-    r = sub.add_parser("predict", help="draw a checkpoint's predictions on an image")
-    r.add_argument("--checkpoint", required=True)
-    r.add_argument("--image", required=True)
-    r.add_argument("--out", required=True)
-    r.add_argument("--score-threshold", type=float, default=0.5)
-    r.add_argument("--mask-threshold", type=float, default=0.5)
-    r.add_argument("--device", default="cpu")
+    r = _sub(sub, "predict", help="draw a checkpoint's predictions on an image")
+    r.add_argument("--checkpoint", required=True, help="a checkpoint of this project (required)")
+    r.add_argument("--image", required=True, help="image file (required)")
+    r.add_argument("--out", required=True, help="PNG to write; never the input (required)")
+    r.add_argument("--score-threshold", type=float, default=0.5, help="draw detections scoring at least this")
+    r.add_argument("--mask-threshold", type=float, default=0.5, help="binarise mask probabilities at this")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     r.set_defaults(func=_cmd_predict)
 
-    d = sub.add_parser("demo", help="the main job: validate, train, evaluate and report on the bundled data")
-    d.add_argument("--out", default="runs/demo")
-    d.add_argument("--epochs", type=_positive_int, help="override the ci recipe's epoch count (skips the gate)")
+    d = _sub(sub, "demo", help="the main job: validate, train, evaluate and report on the bundled data")
+    d.add_argument("--out", default="runs/demo", help="run folder; refused if it holds an earlier run")
+    d.add_argument("--epochs", type=_positive_int,
+                   help="override the ci recipe's epoch count, which skips the gate (default: the recipe's)")
     d.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="seed of every random source")
     d.set_defaults(func=_cmd_demo)
 
-    env = sub.add_parser("env", help="versions, and whether pycocotools works with this numpy")
+    env = _sub(sub, "env", help="versions, and whether pycocotools works with this numpy")
     env.set_defaults(func=_cmd_env)
 
     _add_snapshot_parser(sub, FORMATS)
@@ -393,11 +524,9 @@ def _positive_int(text: str) -> int:
 
 
 def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
-    from .snapshot import Tolerances
-
-    default = Tolerances()
-    s = sub.add_parser("snapshot", help="record a model's detections and COCO stats; check them after an upgrade")
-    actions = s.add_subparsers(dest="action", required=True)
+    default = argparse.Namespace(**TOLERANCES)
+    s = _sub(sub, "snapshot", help="record a model's detections and COCO stats; check them after an upgrade")
+    actions = s.add_subparsers(dest="action", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--checkpoint", required=True, help="a checkpoint of this project (required)")
@@ -406,7 +535,7 @@ def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
         p.add_argument("--format", choices=formats, help="dataset layout (default: detected from the folder)")
         p.add_argument("--device", default="cpu", help="cpu, cuda or mps (default: cpu)")
 
-    r = actions.add_parser("record", help="run the model on the first images and write a snapshot")
+    r = _sub(actions, "record", help="run the model on the first images and write a snapshot")
     common(r)
     r.add_argument("--images", type=_positive_int, default=20, help="how many images, from the first (default: 20)")
     r.add_argument("--out", required=True, help="snapshot JSON to write (required)")
@@ -421,7 +550,7 @@ def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
                    help=f"max change of each COCO stat (default: {default.ap_atol})")
     r.set_defaults(func=_cmd_snapshot_record)
 
-    c = actions.add_parser("check", help="re-record with the snapshot's tolerances and image count, compare, and "
+    c = _sub(actions, "check", help="re-record with the snapshot's tolerances and image count, compare, and "
                            "print one line per change, then a summary (exit 0: unchanged, 1: changed, 2: bad input)")
     c.add_argument("snapshot", help="snapshot JSON written by 'snapshot record'")
     common(c)
@@ -431,7 +560,13 @@ def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    _setup_logging(a.quiet, a.verbose)
+    with _console(a.quiet, a.verbose, tables=a.command != "evaluate") as display:
+        a.display = display
+        return _run(a)
+
+
+def _run(a: argparse.Namespace) -> int:
+    """The command, with bad input reported in one line (exit 2) unless ``--verbose``."""
     from .checkpoint import CheckpointError
     from .datasets import DatasetError
     from .engine import NonFiniteLossError

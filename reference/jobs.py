@@ -10,6 +10,7 @@ one line naming the file; a sample that fails during training names the dataset 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -256,6 +257,8 @@ class TrainOptions:
     print_freq: int = 10
     group_factor: int = -1
     overwrite: bool = False
+    batch_size: int | None = None  # the recipe's unless given
+    lr: float | None = None  # the recipe's unless given
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
@@ -270,6 +273,8 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
         recipe = get_recipe(opts.recipe)
     except ValueError as exc:
         raise JobError(str(exc)) from exc
+    if opts.batch_size is not None or opts.lr is not None:
+        recipe = dataclasses.replace(recipe, batch_size=opts.batch_size or recipe.batch_size, lr=opts.lr or recipe.lr)
     if opts.epochs is not None and opts.epochs < 1:
         raise JobError(f"--epochs {opts.epochs}: must be at least 1")
     device = resolve_device(opts.device)
