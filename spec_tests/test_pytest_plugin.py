@@ -12,6 +12,22 @@ def test_a_valid_dataset_passes_every_contract_family(pytester):
     result.assert_outcomes(passed=8)
 
 
+def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester):
+    """The user's folder has tests of its own and a conftest that cannot be imported here: neither is touched,
+    and the libraries' known deprecation warnings are not shown."""
+    pytester.makepyfile(test_theirs="def test_theirs():\n    assert False\n")
+    pytester.mkpydir("sub").joinpath("conftest.py").write_text("raise ImportError('not importable here')\n")
+    result = pytester.runpytest_subprocess("--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2",
+                                           "--max-samples", "3")
+    result.assert_outcomes(passed=8)
+    assert "DeprecationWarning" not in result.stdout.str()
+
+
+def test_without_options_the_plugin_imports_no_torch(pytester):
+    pytester.makepyfile("import sys\n\ndef test_no_torch():\n    assert 'torch' not in sys.modules\n")
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
+
+
 def test_a_broken_dataset_fails_the_family_naming_codes_and_indices(pytester):
     result = pytester.runpytest_subprocess("--dataset", TUTORIAL_V2, "--dataset-arg",
                                            f"root={FIXTURES / 'pennfudan' / 'val'}", "--dataset-arg",
