@@ -144,18 +144,18 @@ def _namespace_with(module: types.ModuleType, **overrides: Any) -> types.SimpleN
 
 
 def _drop_rule(check: str, code: str) -> None:
-    """``reference.contract.<check>`` silently stops reporting ``code``."""
+    """``reference.contract.checks.<check>`` silently stops reporting ``code``."""
     contract = importlib.import_module("reference.contract")
     if code not in contract.RULES:
         raise RegressionTargetMissing(f"reference.contract.RULES has no rule {code}")
 
     def without_rule(original: Callable, *args: Any) -> Any:
-        collector = next(a for a in args if isinstance(a, contract._Collector))
+        collector = next(a for a in args if isinstance(a, contract.Collector))
         start = len(collector.items)
         result = original(*args)
         collector.items[start:] = [v for v in collector.items[start:] if v.code != code]
         return result
-    _around(f"reference.contract:{check}", without_rule)
+    _around(f"reference.contract.checks:{check}", without_rule)
 
 
 def _flip_forgetting(key: str) -> None:
@@ -278,8 +278,8 @@ def rpn_post_nms_test_halved() -> None:
 
 REGISTRY += [Regression(f"contract_drops_{code.lower()}", CONTRACT, f"{code} silently no longer reported ({check})",
                         functools.partial(_drop_rule, check, code))
-             for check, code in (("_check_boxes", "BOX_DEGENERATE"), ("_check_labels", "LABEL_BACKGROUND"),
-                                 ("_check_masks", "MASKS_VALUES"), ("_check_counts", "COUNT_MISMATCH"))]
+             for check, code in (("check_boxes", "BOX_DEGENERATE"), ("check_labels", "LABEL_BACKGROUND"),
+                                 ("check_masks", "MASKS_VALUES"), ("check_counts", "COUNT_MISMATCH"))]
 
 REGISTRY += [Regression(*row) for row in [
     ("legacy_flip_forgets_masks", TRANSFORMS, "legacy RandomHorizontalFlip flips image and boxes, not the masks",

@@ -24,7 +24,8 @@ from torchvision import tv_tensors
 
 from .contract import RULES
 
-DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE", "DATASET_EMPTY")
+DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE", "IMAGE_ID_MIXED",
+                 "DATASET_EMPTY")
 # Rules about annotation files, class statistics and pairs of splits: no in-memory sample breaks them; the
 # loaders' and the dataset rules' own tests (test_annotation_defects, test_tool_exports, test_dataset_rules) do.
 FILE_AND_SPLIT_CODES = ("ANNOTATION_INVALID", "ANNOTATION_DROPPED", "ANNOTATION_REPAIRED", "ANNOTATION_ID_DUPLICATE",
@@ -155,6 +156,10 @@ def _break(code: str, s: Sample, k: int) -> Sample:
         if k % 2:
             return replace(s, image=as_u8, model_ready=True)
         return replace(s, image=as_u8.to(torch.int32))
+    if code == "IMAGE_NONFINITE":
+        base = img.float() if img.is_floating_point() else img.float() / 255
+        base[k % 3, k % h, k % w] = (float("nan"), float("inf"), float("-inf"))[k % 3]
+        return replace(s, image=base)
     if code == "IMAGE_RANGE":
         base = img.float() if img.is_floating_point() else img.float() / 255
         return replace(s, image=base * 255 + 2.0, model_ready=True)
@@ -170,6 +175,8 @@ def _break(code: str, s: Sample, k: int) -> Sample:
         key = ("labels", "area", "iscrowd")[k % 3]
         v = _plain(t[key])
         return replace(s, target=_with(s, **{key: torch.cat([v, v[:1] if n else torch.ones(1, dtype=v.dtype)])}))
+    if code == "BOXES_TYPE":
+        return replace(s, target=_with(s, boxes=boxes.tolist() if k % 2 else boxes.numpy()))
     if code == "BOXES_SHAPE":
         variants = [torch.zeros(0), torch.cat([boxes, torch.zeros((n, 1))], dim=1), boxes.flatten()]
         new = variants[k % 3] if n else variants[0]
@@ -194,6 +201,11 @@ def _break(code: str, s: Sample, k: int) -> Sample:
     if code == "CANVAS_MISMATCH":
         new = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h + 1 + k % 3, w))
         return replace(s, target=_with(s, boxes=new))
+    if code == "LABELS_TYPE":
+        labels = _plain(t["labels"])
+        return replace(s, target=_with(s, labels=labels.tolist() if k % 2 else labels.numpy()))
+    if code == "LABELS_SHAPE":
+        return replace(s, target=_with(s, labels=_plain(t["labels"])[:, None]))
     if code == "LABELS_DTYPE":
         return replace(s, target=_with(s, labels=_plain(t["labels"]).to((torch.int32, torch.float32)[k % 2])))
     if code in ("LABEL_BACKGROUND", "LABEL_NEGATIVE", "LABEL_OUT_OF_RANGE"):
@@ -206,18 +218,27 @@ def _break(code: str, s: Sample, k: int) -> Sample:
                   "image_id": t["image_id"], "area": torch.zeros(1), "iscrowd": torch.zeros(1, dtype=torch.int64)}
         return replace(s, target=target)
     if code == "IMAGE_ID_TYPE":
-        return replace(s, target=_with(s, image_id=("img_7", 7.0, torch.tensor([1, 2]), torch.tensor([1.0]))[k % 4]))
+        bad_ids = ("img_7", 7.0, True, torch.tensor([1, 2]), torch.tensor([1.0]), torch.tensor([True]))
+        return replace(s, target=_with(s, image_id=bad_ids[k % len(bad_ids)]))
+    if code == "AREA_TYPE":
+        area = _plain(t["area"])
+        return replace(s, target=_with(s, area=area.tolist() if k % 2 else area.numpy()))
     if code == "AREA_NEGATIVE":
         area = _plain(t["area"])
         area[i] = -1.0 - k % 5
         return replace(s, target=_with(s, area=area))
     if code == "AREA_INCONSISTENT":
         return replace(s, target=_with(s, area=_plain(t["area"]) * 3 + 10))
+    if code == "ISCROWD_TYPE":
+        iscrowd = _plain(t["iscrowd"])
+        return replace(s, target=_with(s, iscrowd=iscrowd.tolist() if k % 2 else iscrowd.numpy()))
     if code == "ISCROWD_VALUES":
         iscrowd = _plain(t["iscrowd"])
         iscrowd[i] = (2, -1, 5)[k % 3]
         return replace(s, target=_with(s, iscrowd=iscrowd))
     masks = _plain(t["masks"]) if "masks" in t else None
+    if code == "MASKS_TYPE":
+        return replace(s, target=_with(s, masks=masks.numpy() if k % 2 else masks.tolist()))
     if code == "MASKS_SHAPE":
         return replace(s, target=_with(s, masks=torch.zeros((n, h + 1, w), dtype=torch.uint8) if k % 2
                                        else masks.flatten(1)))
@@ -234,6 +255,8 @@ def _break(code: str, s: Sample, k: int) -> Sample:
         masks[i, y1, x1] = 1  # the box is at least 4 px on a side, so its mask's box is >= 3 px off
         return replace(s, target=_with(s, masks=masks))
     kps = _plain(t["keypoints"]) if "keypoints" in t else None
+    if code == "KEYPOINTS_TYPE":
+        return replace(s, target=_with(s, keypoints=kps.numpy() if k % 2 else kps.tolist()))
     if code == "KEYPOINTS_SHAPE":
         return replace(s, target=_with(s, keypoints=kps[..., :2] if k % 2 else torch.cat([kps, kps[:, :1]], 1)))
     if code == "KEYPOINTS_DTYPE":
@@ -251,10 +274,11 @@ _NEEDS: dict[str, dict[str, Any]] = {
         "AREA_INCONSISTENT", "ISCROWD_VALUES")},
     # broken box coordinates would also break the masks' agreement with them
     **{c: {"min_instances": 1, "masks": False} for c in ("BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS")},
-    "MASKS_SHAPE": {"masks": True}, "MASKS_DTYPE": {"masks": True},
+    "MASKS_TYPE": {"masks": True}, "MASKS_SHAPE": {"masks": True}, "MASKS_DTYPE": {"masks": True},
     "MASKS_VALUES": {"masks": True, "min_instances": 1}, "MASK_EMPTY": {"masks": True, "min_instances": 1},
     "MASK_BOX_MISMATCH": {"masks": True, "min_instances": 1, "min_side": 4},
     "KEYPOINTS_SHAPE": {"keypoints": True, "min_instances": 1},
+    "KEYPOINTS_TYPE": {"keypoints": True},
     "KEYPOINTS_DTYPE": {"keypoints": True}, "KEYPOINTS_VISIBILITY": {"keypoints": True, "min_instances": 1},
     "CANVAS_MISMATCH": {"flavour": "v2"},
 }
@@ -335,6 +359,10 @@ def broken_datasets(draw, code: str) -> tuple[SampleListDataset, int]:
         return SampleListDataset(samples, size_hint=(h + 1, w)), num_classes
     j = draw(st.integers(1, len(samples) - 1))
     target = dict(samples[j][1])
-    target["image_id"] = samples[0][1]["image_id"]
+    if code == "IMAGE_ID_MIXED":  # the same id, in the other flavour
+        iid = target["image_id"]
+        target["image_id"] = int(iid.item()) if isinstance(iid, torch.Tensor) else torch.tensor([iid])
+    else:  # IMAGE_ID_DUPLICATE
+        target["image_id"] = samples[0][1]["image_id"]
     samples = samples[:j] + [(samples[j][0], target)] + samples[j + 1:]
     return SampleListDataset(samples), num_classes

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.ops import masks_to_boxes
 
-from ..contract import RULES, Violation
+from ..contract import Violation
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,12 @@ class DatasetError(ValueError):
 
 def issue(code: str, index: int | None, field: str | None, message: str, *, instance: int | None = None,
           hint: str | None = None) -> Violation:
-    """A loader's finding about one annotation, with the rule's default severity from ``RULES``.
+    """A loader's finding about one annotation, with the severity the contract's rule table gives it.
 
     Loaders keep these in ``load_violations``; :func:`reference.contract.validate_dataset` reports them with
     the per-sample findings, so nothing a loader leaves out goes unmentioned.
     """
-    return Violation(code, RULES[code], index, field, instance, message, hint)
+    return Violation.of(code, index, field, instance, message, hint)
 
 
 def safe_join(root: Path, relative: str, *, what: str) -> Path:
