@@ -30,6 +30,7 @@ class DemoRun:
     exit_code: int
     printed: str
     out: Path
+    stderr: str = ""
 
     def report(self) -> dict:
         return json.loads((self.out / "report.json").read_text())
@@ -38,10 +39,10 @@ class DemoRun:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> DemoRun:
     out = tmp_path_factory.mktemp("demo") / "run"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["--quiet", "demo", "--out", str(out)])
-    return DemoRun(code, printed.getvalue(), out)
+    printed, shown = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(shown):
+        code = main(["demo", "--out", str(out)])
+    return DemoRun(code, printed.getvalue(), out, shown.getvalue())
 
 
 def test_demo_lands_within_the_accuracy_gate(demo):
@@ -55,6 +56,14 @@ def test_demo_lands_within_the_accuracy_gate(demo):
     assert report["gate_passed"] is True, f"torch {torch.__version__}:\n{lines}"
     assert demo.exit_code == 0
     assert lines.count("PASS") == len(report["gate"]) >= 2, lines
+
+
+def test_demo_without_verbose_prints_a_compact_summary(demo):
+    """No per-iteration lines or COCO tables without --verbose (issue 15: it printed about 290 lines)."""
+    lines = demo.printed.splitlines() + demo.stderr.splitlines()
+    assert len(lines) <= 40, "\n".join(lines)
+    assert not any(line.startswith(("Epoch: [", "IoU metric", " Average Precision")) for line in lines)
+    assert sum(line.startswith("epoch ") for line in demo.stderr.splitlines()) == 4  # one line per epoch
 
 
 def test_demo_prints_its_ap_and_where_its_files_are(demo):
