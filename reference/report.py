@@ -39,7 +39,8 @@ def build_report(result: FitResult, meta: dict[str, Any]) -> dict[str, Any]:
         "coco": final,
         "epochs": [asdict(h) for h in result.history],
         "timings": {"train_seconds": round(result.train_seconds, 2), "iterations": result.iterations,
-                    "seconds_per_iteration": round(result.train_seconds / max(result.iterations, 1), 4)},
+                    "iteration_seconds": round(result.iteration_seconds, 2),
+                    "seconds_per_iteration": round(result.iteration_seconds / max(result.iterations, 1), 4)},
     }
 
 
@@ -62,8 +63,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {e['epoch']} | {f(e['train_loss'])} | {f(e['val_loss'])} | {f(e['bbox_ap'])} | "
                      f"{f(e['segm_ap'])} | {e['seconds']:.1f} |")
     t = report["timings"]
-    lines += ["", "## Timings", "", f"- training: {t['train_seconds']} s for {t['iterations']} iterations "
-              f"({t['seconds_per_iteration']} s/iteration)"]
+    lines += ["", "## Timings", "",
+              f"- the run: {t['train_seconds']} s (training, validation, evaluation, checkpoints)",
+              f"- training: {t['iterations']} iterations, {t['seconds_per_iteration']} s/iteration (validation "
+              "and evaluation excluded)"]
     if "gate" in report:
         lines += ["", "## Accuracy gate", ""] + [f"- {g}" for g in report["gate"]]
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in report["versions"].items()]

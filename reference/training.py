@@ -82,12 +82,20 @@ def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
+SCHEDULES = ("step", "cosine", "onecycle")
+
+
 def make_scheduler(recipe: Recipe, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int):
+    """The recipe's learning-rate schedule; an unknown schedule name is refused (never a silent default)."""
     if recipe.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe.step_size, gamma=recipe.gamma)
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=epochs * steps_per_epoch)
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
+                                                   total_steps=epochs * steps_per_epoch)
+    raise ValueError(f"recipe {recipe.name!r}: unknown schedule {recipe.schedule!r}; choose from "
+                     f"{', '.join(SCHEDULES)}")
 
 
 @dataclass
@@ -105,8 +113,10 @@ class EpochRecord:
 class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     final: CocoResult | None = None
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # the whole run: training, validation, evaluation, checkpoints
     iterations: int = 0
+    # the training epochs alone (no validation, evaluation or checkpoint writes): what an iteration costs
+    iteration_seconds: float = 0.0
     losses_per_iteration: list[float] = field(default_factory=list)
     checkpoint: Path | None = None
 
@@ -247,23 +257,30 @@ def _replan_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, epochs
     scheduler._last_lr = lrs  # what get_last_lr() reports
 
 
-def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitConfig, out_dir: str | Path,
-        resume: str | Path | None = None, on_epoch: Callable[[EpochRecord], None] | None = None, *,
-        resume_state: dict[str, Any] | None = None) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing each epoch to ``out_dir/last.pt``.
+@dataclass
+class _Run:
+    """What one training run works with: the model (``net`` wraps it for DistributedDataParallel), its
+    optimizer, schedule, gradient scaler (CUDA mixed precision only) and where it runs."""
 
-    ``resume`` continues from a checkpoint after :func:`check_resumable` (``resume_state``: its contents,
-    when the caller has loaded it already). ``out_dir/checkpoint.json`` records the run's settings and the
-    SHA-256 of each checkpoint's tensors. Both hold ``classes``, the class names (``cfg.classes``).
-    """
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+    is_main: bool
+
+
+def _check_config(cfg: FitConfig) -> None:
     if cfg.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {cfg.epochs}")
     if cfg.classes is not None and len(cfg.classes) != cfg.num_classes:
         raise ValueError(f"{len(cfg.classes)} class names {cfg.classes} for {cfg.num_classes} classes")
-    out = Path(out_dir)
-    device = torch.device(cfg.device)
-    recipe = cfg.recipe
-    dist = distributed.info()
+
+
+def _set_up(model: nn.Module, train_ds: Dataset, cfg: FitConfig) -> _Run:
+    """Distributed setup, optimizer, schedule (planned for the epochs and the batches per epoch) and AMP."""
+    device, recipe, dist = torch.device(cfg.device), cfg.recipe, distributed.info()
     model.to(device)
     net: nn.Module = model
     if dist.enabled:
@@ -277,84 +294,147 @@ def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitCon
     if use_amp and scaler is None:
         log.warning("mixed precision requested on %s: running in float32 (autocast with a scaler needs CUDA)",
                     device.type)
-    result = FitResult()
-    start_epoch, best = 0, math.inf
+    return _Run(model, net, optimizer, scheduler, scaler, device, dist.is_main)
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: the next epoch, the best validation loss, the epochs done and the files written."""
+
+    epoch: int = 0
+    best: float = math.inf
+    history: list[EpochRecord] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _resume(run: _Run, cfg: FitConfig, resume: str | Path, state: dict[str, Any] | None,
+            fingerprint: dict[str, int | None], out: Path) -> _Progress:
+    """Every state from the checkpoint (after :func:`check_resumable`), the RNG last, so that the remaining
+    epochs draw what they would have drawn uninterrupted."""
+    state = state if state is not None else load_checkpoint(resume)
+    check_resumable(state, cfg, resume, fingerprint)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if cfg.recipe.schedule == "cosine" and run.scheduler.T_max != cfg.epochs:
+        _replan_cosine(run.scheduler, cfg.epochs)
+        log.info("cosine schedule re-planned for %d epochs (was %d): learning rate %.3g at epoch %d",
+                 cfg.epochs, planned_epochs(state), run.scheduler.get_last_lr()[0], int(state["epoch"]))
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    progress = _Progress(int(state["epoch"]), float(state.get("best_val_loss", math.inf)),
+                         [EpochRecord(**h) for h in state.get("history", [])],
+                         _recorded_files(out) if Path(resume).parent.resolve() == out.resolve() else {})
+    log.info("resumed from %s at epoch %d", resume, progress.epoch)
+    return progress
+
+
+def _train_epoch(run: _Run, train_ds: Dataset, cfg: FitConfig, epoch: int) -> tuple[EpochRecord, EpochLog]:
+    """One epoch of training, its shuffling seeded by ``(seed, epoch)``; the schedule steps per iteration
+    (OneCycleLR) or once at the end. ``seconds`` is the training alone."""
+    t0 = time.perf_counter()
+    recipe = cfg.recipe
+    loader = make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=epoch,
+                         group_factor=cfg.group_factor)
+    iter_sched = run.scheduler if recipe.schedule == "onecycle" else None
+    elog: EpochLog = train_one_epoch(run.net, run.optimizer, loader, run.device, epoch, cfg.print_freq,
+                                     run.scaler, warmup=recipe.warmup, iteration_scheduler=iter_sched)
+    if iter_sched is None:
+        run.scheduler.step()
+    rec = EpochRecord(epoch, elog.averages["loss"], {k: v for k, v in elog.averages.items() if k.startswith("loss_")},
+                      time.perf_counter() - t0)
+    return rec, elog
+
+
+def _validate(run: _Run, val_ds: Dataset, cfg: FitConfig, epoch: int, with_evaluation: bool,
+              rec: EpochRecord) -> CocoResult | None:
+    """The validation loss into ``rec`` and, when asked, the COCO evaluation (its APs into ``rec``).
+
+    Validation draws from torch's RNG (the samplers in train mode, and the evaluation pass too), so it runs on
+    a forked RNG: a validation set never changes the training trajectory.
+    """
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
+        vloader = make_loader(val_ds, 4, train=False, seed=cfg.seed, epoch=epoch)
+        rec.val_loss = validation_loss(run.model, vloader, run.device)
+        if not with_evaluation:
+            return None
+        res = evaluate(run.model, vloader, run.device)
+    rec.bbox_ap = res.stats["bbox"][0]
+    rec.segm_ap = res.stats.get("segm", [None])[0]
+    return res
+
+
+def _write_checkpoints(run: _Run, cfg: FitConfig, progress: _Progress, fingerprint: dict[str, int | None],
+                       out: Path, improved: bool) -> None:
+    """``last.pt`` (and ``best.pt`` when the validation loss improved), then ``checkpoint.json`` with their
+    digests; every write atomic."""
+    done = progress.epoch
+    history = [asdict(h) for h in progress.history]
+    state = {
+        "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
+        "recipe": cfg.recipe.name,
+        "recipe_params": asdict(cfg.recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
+        "data": cfg.data, "data_fingerprint": fingerprint,
+        "epoch": done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+        "rng": rng_state(), "best_val_loss": progress.best, "seed": cfg.seed, "history": history,
+    }
+    digest = save_checkpoint(out / "last.pt", state)
+    progress.files["last.pt"] = {"epoch": done, DIGEST_KEY: digest}
+    if improved:
+        save_checkpoint(out / "best.pt", state)
+        progress.files["best.pt"] = {"epoch": done, DIGEST_KEY: digest}
+    atomic_write_json(out / METADATA, {
+        "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
+        "recipe": asdict(cfg.recipe),
+        "epochs_done": done, "epochs": cfg.epochs, "seed": cfg.seed, "device": cfg.device,
+        "data": cfg.data, "data_fingerprint": fingerprint,
+        "best_val_loss": None if math.isinf(progress.best) else progress.best, "best_checkpoint": "best.pt",
+        "files": progress.files, "torch": torch.__version__, "history": history})
+
+
+def fit(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None, cfg: FitConfig, out_dir: str | Path,
+        resume: str | Path | None = None, on_epoch: Callable[[EpochRecord], None] | None = None, *,
+        resume_state: dict[str, Any] | None = None) -> FitResult:
+    """Train ``model`` for ``cfg.epochs`` epochs, checkpointing each epoch to ``out_dir/last.pt``.
+
+    ``resume`` continues from a checkpoint after :func:`check_resumable` (``resume_state``: its contents,
+    when the caller has loaded it already). ``out_dir/checkpoint.json`` records the run's settings and the
+    SHA-256 of each checkpoint's tensors. Both hold ``classes``, the class names (``cfg.classes``).
+
+    Each epoch: train (:func:`_train_epoch`), validate on a forked RNG and evaluate every ``eval_every``
+    epochs and at the last (:func:`_validate`), write the checkpoints (:func:`_write_checkpoints`, main
+    process only), then call ``on_epoch``.
+    """
+    _check_config(cfg)
+    out = Path(out_dir)
+    run = _set_up(model, train_ds, cfg)
     fingerprint = data_fingerprint(train_ds, val_ds)
-    files: dict[str, dict[str, Any]] = {}
     if resume is not None:
-        state = resume_state if resume_state is not None else load_checkpoint(resume)
-        check_resumable(state, cfg, resume, fingerprint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if recipe.schedule == "cosine" and scheduler.T_max != cfg.epochs:
-            _replan_cosine(scheduler, cfg.epochs)
-            log.info("cosine schedule re-planned for %d epochs (was %d): learning rate %.3g at epoch %d",
-                     cfg.epochs, planned_epochs(state), scheduler.get_last_lr()[0], int(state["epoch"]))
-        files = _recorded_files(out) if Path(resume).parent.resolve() == out.resolve() else {}
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, best = int(state["epoch"]), float(state.get("best_val_loss", math.inf))
-        result.history = [EpochRecord(**h) for h in state.get("history", [])]
-        log.info("resumed from %s at epoch %d", resume, start_epoch)
+        progress = _resume(run, cfg, resume, resume_state, fingerprint, out)
     else:
         torch.manual_seed(cfg.seed)
-    eval_every = cfg.eval_every or recipe.eval_every
+        progress = _Progress()
+    result = FitResult(history=progress.history)
+    eval_every = cfg.eval_every or cfg.recipe.eval_every
     t_start = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        loader = make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=epoch,
-                             group_factor=cfg.group_factor)
-        iter_sched = scheduler if recipe.schedule == "onecycle" else None
-        elog: EpochLog = train_one_epoch(net, optimizer, loader, device, epoch, cfg.print_freq, scaler,
-                                         warmup=recipe.warmup, iteration_scheduler=iter_sched)
-        if iter_sched is None:
-            scheduler.step()
+    for epoch in range(progress.epoch, cfg.epochs):
+        rec, elog = _train_epoch(run, train_ds, cfg, epoch)
         result.iterations += len(elog.iterations)
         result.losses_per_iteration += [it["loss"] for it in elog.iterations]
-        rec = EpochRecord(epoch, elog.averages["loss"],
-                          {k: v for k, v in elog.averages.items() if k.startswith("loss_")},
-                          time.perf_counter() - t0)
+        result.iteration_seconds += rec.seconds
         last = epoch == cfg.epochs - 1
         if val_ds is not None:
-            # validation draws from torch's RNG (the samplers in train mode, and the evaluation pass too), so
-            # it runs on a forked RNG: a validation set never changes the training trajectory
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                vloader = make_loader(val_ds, 4, train=False, seed=cfg.seed, epoch=epoch)
-                rec.val_loss = validation_loss(model, vloader, device)
-                if last or (epoch + 1) % eval_every == 0:
-                    res = evaluate(model, vloader, device)
-                    rec.bbox_ap = res.stats["bbox"][0]
-                    rec.segm_ap = res.stats.get("segm", [None])[0]
-                    if last:
-                        result.final = res
-        result.history.append(rec)
-        improved = rec.val_loss is not None and rec.val_loss < best
-        best = min(best, rec.val_loss) if rec.val_loss is not None else best
-        if dist.is_main:
-            state = {
-                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
-                "recipe": recipe.name,
-                "recipe_params": asdict(recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
-                "data": cfg.data, "data_fingerprint": fingerprint,
-                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "rng": rng_state(), "best_val_loss": best, "seed": cfg.seed,
-                "history": [asdict(h) for h in result.history],
-            }
-            digest = save_checkpoint(out / "last.pt", state)
-            files["last.pt"] = {"epoch": epoch + 1, DIGEST_KEY: digest}
-            if improved:
-                save_checkpoint(out / "best.pt", state)
-                files["best.pt"] = {"epoch": epoch + 1, DIGEST_KEY: digest}
-            atomic_write_json(out / METADATA, {
-                "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
-                "recipe": asdict(recipe),
-                "epochs_done": epoch + 1, "epochs": cfg.epochs, "seed": cfg.seed, "device": cfg.device,
-                "data": cfg.data, "data_fingerprint": fingerprint,
-                "best_val_loss": None if math.isinf(best) else best, "best_checkpoint": "best.pt",
-                "files": files, "torch": torch.__version__, "history": [asdict(h) for h in result.history]})
+            res = _validate(run, val_ds, cfg, epoch, last or (epoch + 1) % eval_every == 0, rec)
+            if last:
+                result.final = res
+        progress.history.append(rec)
+        improved = rec.val_loss is not None and rec.val_loss < progress.best
+        progress.best = min(progress.best, rec.val_loss) if rec.val_loss is not None else progress.best
+        progress.epoch = epoch + 1
+        if run.is_main:
+            _write_checkpoints(run, cfg, progress, fingerprint, out, improved)
         if on_epoch is not None:
             on_epoch(rec)
     result.train_seconds = time.perf_counter() - t_start

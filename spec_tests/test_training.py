@@ -378,3 +378,33 @@ def test_the_next_write_removes_temporary_files_of_a_killed_writer_and_keeps_liv
     assert not orphan.exists()
     assert live.exists() and user_file.exists()
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+
+
+def test_an_unknown_schedule_is_refused_not_run_as_onecycle(tmp_path):
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        _tiny_fit(tmp_path, 1, recipe=replace(get_recipe("ci"), schedule="linear"))
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_seconds_per_iteration_leaves_out_validation_and_evaluation(tmp_path, monkeypatch):
+    """A fake clock that only validation advances: the per-iteration cost must not see it."""
+    from types import SimpleNamespace
+
+    from reference.report import build_report
+
+    _record_lrs(monkeypatch)
+    clock = [0.0]
+    monkeypatch.setattr("reference.training.time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def slow_validation(*args, **kwargs):
+        clock[0] += 100.0
+        return 1.0
+
+    monkeypatch.setattr("reference.training.validation_loss", slow_validation)
+    monkeypatch.setattr("reference.training.evaluate",
+                        lambda *a, **k: SimpleNamespace(stats={"bbox": [0.5]}, named=lambda: {}))
+    cfg = FitConfig("tiny", 1, replace(get_recipe("ci"), epochs=2), epochs=2, seed=0)
+    result = fit(_Tiny(), list(range(8)), list(range(4)), cfg, tmp_path)
+    timings = build_report(result, {})["timings"]
+    assert timings["train_seconds"] == 200.0  # the run's wall time includes validation ...
+    assert timings["seconds_per_iteration"] == 0.0  # ... the cost of an iteration does not
