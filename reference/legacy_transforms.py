@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.ops import box_iou, masks_to_boxes
+from torchvision.ops import box_area, box_iou, masks_to_boxes
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 from torchvision.transforms import transforms as T
@@ -78,10 +78,6 @@ def flip_keypoints(kps: torch.Tensor, width: int, flip_index: Sequence[int]) -> 
 def _size(image) -> tuple[int, int]:
     _, h, w = F.get_dimensions(image)
     return h, w
-
-
-def _box_area(boxes: torch.Tensor) -> torch.Tensor:
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def _crop_keypoints(kps: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
@@ -191,7 +187,7 @@ class RandomIoUCrop(nn.Module):
             if "keypoints" in target:
                 target["keypoints"] = _crop_keypoints(target["keypoints"], top, left, height, width)
             if "area" in target:
-                target["area"] = _box_area(boxes)
+                target["area"] = box_area(boxes)
         return F.crop(image, top, left, height, width), target
 
 
@@ -374,7 +370,7 @@ class FixedSizeCrop(nn.Module):
             target["masks"] = F.crop(target["masks"], top, left, height, width)
         if self.keep_in_step:
             if "area" in target:
-                target["area"] = _box_area(target["boxes"])
+                target["area"] = box_area(target["boxes"])
             if "keypoints" in target:
                 target["keypoints"] = _crop_keypoints(target["keypoints"], top, left, height, width)
         return target

@@ -21,6 +21,7 @@ import torch
 from hypothesis import strategies as st
 from PIL import Image
 from torchvision import tv_tensors
+from torchvision.ops import box_area
 
 from .contract import RULES
 
@@ -77,7 +78,7 @@ def build_sample(seed: int, *, flavour: str, n: int, h: int, w: int, num_classes
         "boxes": boxes,
         "labels": torch.randint(1, num_classes, (n,), generator=g, dtype=torch.int64),
         "image_id": image_id,
-        "area": (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
+        "area": box_area(boxes),
         "iscrowd": torch.randint(0, 2, (n,), generator=g, dtype=torch.int64),
     }
     if with_masks:

@@ -1,7 +1,8 @@
 """Transforms: the tutorials' pipelines as named presets, and the two v2 pieces seed 002 needs.
 
-The v2 presets are built from ``torchvision.transforms.v2``; :class:`ResizeMax` and :class:`PadSquare` are
-the pieces of seed 002's pipeline that v2 lacks. The references' legacy ``(image, target)`` transforms live
+The v2 presets are built from ``torchvision.transforms.v2``; :class:`PadSquare` is the piece of seed 002's
+pipeline that v2 lacks, and :class:`ResizeMax` stands in for ``v2.Resize(size=None, max_size=N)`` on
+torchvision < 0.20 (see :func:`resize_max`). The references' legacy ``(image, target)`` transforms live
 in :mod:`reference.legacy_transforms` and are re-exported here.
 """
 
@@ -13,6 +14,7 @@ import torch
 import torchvision
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.ops import box_area
 from torchvision.transforms.v2 import functional as F
 
 from .legacy_transforms import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
@@ -28,13 +30,35 @@ __all__ = [  # the legacy classes are re-exported so that one import serves both
     "COCO_PERSON_FLIP_INDEX", "Compose", "ConvertImageDtype", "FixedSizeCrop", "PILToTensor", "PRESETS",
     "PadSquare", "RandomHorizontalFlip", "RandomIoUCrop", "RandomPhotometricDistort", "RandomShortestSize",
     "RandomZoomOut", "RecomputeArea", "ResizeMax", "ScaleJitter", "SimpleCopyPaste", "ToDtype", "evaluation",
-    "flip_keypoints",
+    "flip_keypoints", "resize_max",
     "get_preset", "mills", "tutorial", "tutorial_legacy",
 ]
 
 
+def _resize_takes_no_size() -> bool:
+    """Whether ``v2.Resize(size=None, max_size=N)`` exists (torchvision >= 0.20)."""
+    try:
+        v2.Resize(size=None, max_size=8)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+RESIZE_TAKES_NO_SIZE = _resize_takes_no_size()
+
+
+def resize_max(max_size: int) -> v2.Transform:
+    """Resize so that the longer side equals ``max_size``, keeping the aspect ratio (seed 002's ResizeMax):
+    torchvision's ``v2.Resize(size=None, max_size=...)`` where it has it, :class:`ResizeMax` before 0.20."""
+    if RESIZE_TAKES_NO_SIZE:
+        return v2.Resize(size=None, max_size=max_size, antialias=True)
+    return ResizeMax(max_size)
+
+
 class ResizeMax(v2.Transform):
-    """Resize so that the longer side equals ``max_size``, keeping the aspect ratio (seed 002)."""
+    """The fallback of :func:`resize_max` for torchvision < 0.20, with its sizes: the longer side becomes
+    ``max_size`` and the shorter ``int(max_size * short / long)`` (rounded down, as torchvision and seed 002's
+    ResizeMax do; at least 1)."""
 
     def __init__(self, max_size: int):
         super().__init__()
@@ -42,8 +66,8 @@ class ResizeMax(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = query_size(flat_inputs)
-        s = self.max_size / max(h, w)
-        return {"size": [max(1, round(h * s)), max(1, round(w * s))]}
+        short = max(1, int(self.max_size * min(h, w) / max(h, w)))
+        return {"size": [self.max_size, short] if h >= w else [short, self.max_size]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, (int, float, str)) or inpt is None:
@@ -126,7 +150,7 @@ class RecomputeArea(v2.Transform):
         image, target = inputs if len(inputs) == 2 else inputs[0]
         target = dict(target)
         b = target["boxes"]
-        target["area"] = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])).as_subclass(torch.Tensor)
+        target["area"] = box_area(b.as_subclass(torch.Tensor))
         return image, target
 
 
@@ -147,14 +171,14 @@ def tutorial_legacy(train: bool) -> Compose:
 def mills(train: bool, size: int = 160) -> v2.Compose:
     """Seed 002's pipeline: IoU crop with jitter, longest side to ``size``, pad square, photometric noise."""
     if not train:
-        return v2.Compose([ResizeMax(size), PadSquare(), v2.Resize([size, size], antialias=True),
+        return v2.Compose([resize_max(size), PadSquare(), v2.Resize([size, size], antialias=True),
                            v2.ToDtype(torch.float, scale=True), v2.ToPureTensor()])
     return v2.Compose([
         # 1.0 ("leave as is") among the options: without it an image whose only box sits within a pixel of
         # the right or bottom border has no valid crop, and the crop loop would never end
         v2.RandomIoUCrop(min_scale=0.5, sampler_options=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0], trials=20),
         _sanitize(),
-        ResizeMax(size),
+        resize_max(size),
         PadSquare(shift=True),
         v2.Resize([size, size], antialias=True),
         v2.RandomHorizontalFlip(0.5),
@@ -169,16 +193,21 @@ def mills(train: bool, size: int = 160) -> v2.Compose:
     ])
 
 
-def evaluation(train: bool = False) -> v2.Compose:
+def evaluation() -> v2.Compose:
     """What evaluation needs: float in [0, 1], plain tensors, nothing random."""
     return tutorial(train=False)
+
+
+def _evaluation_preset(train: bool) -> v2.Compose:
+    """The ``eval`` preset: the evaluation transforms for training too (a run without augmentation)."""
+    return evaluation()
 
 
 PRESETS: dict[str, Callable[[bool], Callable]] = {
     "tutorial": tutorial,
     "tutorial-legacy": tutorial_legacy,
     "mills": mills,
-    "eval": evaluation,
+    "eval": _evaluation_preset,
 }
 
 

@@ -127,16 +127,23 @@ def test_one_pixel_instances_are_widened_and_recorded_by_default(tmp_path, caplo
     ds = PennFudanDataset(_one_pixel_folder(tmp_path / "pf"))
     _, t = ds[0]
     assert t["boxes"].tolist() == [[7.0, 2.0, 8.0, 14.0], [10.0, 10.0, 17.0, 11.0]]
-    assert ds.widened == [(0, 0), (0, 1)]
+    assert ds.widened == {0: (0, 1)}
     assert "one pixel wide or tall" in caplog.text
     assert _errors(validate_dataset(ds, num_classes=2)) == []
+
+
+def test_the_widened_record_keeps_one_entry_per_sample_however_often_it_is_loaded(tmp_path):
+    ds = PennFudanDataset(_one_pixel_folder(tmp_path / "pf"))
+    for _ in range(5):
+        ds[0]
+    assert ds.widened == {0: (0, 1)}
 
 
 def test_exclusive_boxes_end_one_past_the_last_pixel(tmp_path):
     ds = PennFudanDataset(_one_pixel_folder(tmp_path / "pf"), exclusive_boxes=True)
     _, t = ds[0]
     assert t["boxes"].tolist() == [[7.0, 2.0, 8.0, 15.0], [10.0, 10.0, 18.0, 11.0]]
-    assert ds.widened == []
+    assert ds.widened == {}
 
 
 # --- PennFudan: bad input ----------------------------------------------------------------------------------

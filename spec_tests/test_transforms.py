@@ -59,8 +59,8 @@ def test_eval_preset_is_deterministic_and_model_ready(s):
     assert _errors(*a, num_classes=s.num_classes, model_ready=True) == []
 
 
-@pytest.mark.parametrize("transform", [T.ResizeMax(37), T.PadSquare(), T.PadSquare(shift=True)],
-                         ids=["resize_max", "pad_square", "pad_square_shifted"])
+@pytest.mark.parametrize("transform", [T.resize_max(37), T.ResizeMax(37), T.PadSquare(), T.PadSquare(shift=True)],
+                         ids=["resize_max", "resize_max_fallback", "pad_square", "pad_square_shifted"])
 def test_geometric_steps_keep_boxes_within_one_pixel_of_their_masks(transform):
     @given(valid_samples(flavour="v2", masks=True, keypoints=False, min_instances=1, min_side=3, min_size=8))
     def check(s):
@@ -74,6 +74,29 @@ def test_geometric_steps_keep_boxes_within_one_pixel_of_their_masks(transform):
             assert len(target[key]) == len(boxes)
 
     check()
+
+
+def test_resize_max_is_torchvisions_resize_without_a_size_where_it_has_one():
+    assert T.RESIZE_TAKES_NO_SIZE == (tuple(int(x) for x in torchvision.__version__.split(".")[:2]) >= (0, 20))
+    if T.RESIZE_TAKES_NO_SIZE:
+        step = T.resize_max(37)
+        assert type(step) is v2.Resize and step.size is None and step.max_size == 37
+
+
+@pytest.mark.skipif(not T.RESIZE_TAKES_NO_SIZE, reason="torchvision < 0.20 has no v2.Resize(size=None)")
+@given(valid_samples(flavour="v2", masks=True, keypoints=False, min_size=4, max_size=60))
+def test_the_resize_max_fallback_gives_torchvisions_outputs_exactly(s):
+    ours = T.ResizeMax(37)(s.image, s.target)
+    theirs = v2.Resize(size=None, max_size=37, antialias=True)(s.image, s.target)
+    assert ours[0].shape == theirs[0].shape and torch.equal(ours[0], theirs[0])
+    for key in ("boxes", "masks"):
+        assert torch.equal(ours[1][key], theirs[1][key])
+
+
+def test_the_eval_preset_is_the_same_for_training_and_evaluation_takes_no_argument():
+    with pytest.raises(TypeError):
+        T.evaluation(True)
+    assert repr(T.get_preset("eval", train=True)) == repr(T.get_preset("eval", train=False)) == repr(T.evaluation())
 
 
 @given(valid_samples(flavour="v2", masks=True, keypoints=False))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import ops
 from torchvision.ops import masks_to_boxes
 
 from ..contract import Violation
@@ -129,4 +130,5 @@ def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[t
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    return (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 2] - boxes[:, 0])
+    """Areas of XYXY boxes [N, 4] (``torchvision.ops.box_area``), the ``area`` the loaders record."""
+    return ops.box_area(boxes)

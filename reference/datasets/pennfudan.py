@@ -39,7 +39,8 @@ class PennFudanDataset(Dataset):
 
     ``exclusive_boxes=True`` gives x2, y2 = last index + 1 (no instance can get a zero-size box). With the
     default tutorial convention an instance one pixel wide or tall would get a degenerate box; that side is
-    widened by one pixel instead, and ``widened`` records ``(index, instance)`` for each such case. ``classes``
+    widened by one pixel instead, and ``widened`` maps each sample index whose load widened a box to those
+    instances (one entry per index, however often it is loaded). ``classes``
     names the labels: 0 background, 1 person.
     """
 
@@ -51,7 +52,7 @@ class PennFudanDataset(Dataset):
         self.transforms = transforms
         self.flavour = flavour
         self.exclusive_boxes = exclusive_boxes
-        self.widened: list[tuple[int, int]] = []
+        self.widened: dict[int, tuple[int, ...]] = {}
         self.classes = ["background", "person"]
         self.images, self.masks = _pair_files(self.root)
 
@@ -68,10 +69,11 @@ class PennFudanDataset(Dataset):
         obj_ids = instance_ids(ids)
         masks = (ids[None] == obj_ids[:, None, None]).to(torch.uint8)
         boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
+        if widened:
+            self.widened[idx] = tuple(widened)
         for k in widened:
             log.warning("%s: instance %d is one pixel wide or tall; its box was widened by one pixel",
                         self.masks[idx], k)
-            self.widened.append((idx, k))
         n = len(obj_ids)
         target = {
             "boxes": boxes,
