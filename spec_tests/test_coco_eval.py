@@ -90,9 +90,17 @@ def test_a_duplicate_detection_after_the_match_costs_nothing():
     assert stats[0] == pytest.approx(1.0, abs=EPS)
 
 
-def test_a_detection_on_a_crowd_region_is_ignored():
+def test_a_detection_inside_a_crowd_region_is_ignored():
+    """COCO matches a detection to a crowd region by the share of the detection inside it: a small box inside
+    the region scores first but costs nothing (as an ordinary object, IoU 0.08, it would be a false positive)."""
     target = _target([[10, 10, 50, 50], [60, 60, 95, 95]], [1, 1], iscrowd=[0, 1])
-    stats = _score_boxes([target], [_output([[60, 60, 95, 95], [10, 10, 50, 50]], [1, 1], [0.9, 0.8])])
+    stats = _score_boxes([target], [_output([[62, 62, 72, 72], [10, 10, 50, 50]], [1, 1], [0.9, 0.8])])
+    assert stats[0] == pytest.approx(1.0, abs=EPS)
+
+
+def test_a_crowd_region_without_a_detection_is_not_a_missed_object():
+    target = _target([[10, 10, 50, 50], [60, 60, 95, 95]], [1, 1], iscrowd=[0, 1])
+    stats = _score_boxes([target], [_output([[10, 10, 50, 50]], [1], [0.8])])
     assert stats[0] == pytest.approx(1.0, abs=EPS)
 
 
