@@ -258,6 +258,56 @@ def test_a_malformed_labelme_shape_is_an_error_naming_file_and_shape(tmp_path, s
     assert ds.entries[0].labels == (1,)
 
 
+@pytest.mark.parametrize("point", [(1e30, 5), (5, 1e308), (-(10**30), 5), (5, 200)],
+                         ids=["1e30", "1e308", "-10**30", "merely-far"])
+@pytest.mark.parametrize("shape_type", ["polygon", "circle"])
+def test_a_labelme_point_far_outside_the_image_is_an_error_naming_file_and_shape(tmp_path, point, shape_type):
+    points = ((1, 1), (9, 1), point) if shape_type == "polygon" else ((5, 5), point)
+    ds = LabelMeDataset(_labelme(tmp_path / "lm", [_shape(), _shape(points=points, shape_type=shape_type)]),
+                        ["thing"])
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "points" and v.index == 0 and v.message.startswith("a.json shape 1")
+    assert "far outside the 30x20 image" in v.message and "left out" in v.message
+    assert ds.entries[0].labels == (1,)
+    assert not validate_dataset(ds, num_classes=2).ok
+
+
+def test_a_labelme_point_slightly_over_the_edge_still_loads(tmp_path):
+    ds = LabelMeDataset(_labelme(tmp_path / "lm", [_shape(points=((-5, 1), (34, 1), (34, 24)))]), ["thing"])
+    assert ds.load_violations == []
+    assert ds[0][1]["masks"].shape == (1, 20, 30)
+
+
+def test_a_labelme_coordinate_too_large_for_a_float_is_an_error_not_a_crash(tmp_path):
+    ds = LabelMeDataset(_labelme(tmp_path / "lm", [_shape(), _shape(points=((1, 1), (9, 1), (10**400, 9)))]),
+                        ["thing"])
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "points" and "not a non-empty list of finite [x, y] pairs" in v.message
+
+
+@pytest.mark.parametrize("height,width", [(10**9, 30), (20, 10**30), (0, 30), ("20", 30), (True, 30)])
+def test_a_labelme_image_size_that_cannot_be_used_is_an_image_entry_error_and_the_file_is_left_out(
+        tmp_path, height, width):
+    root = _labelme(tmp_path / "lm", [_shape()])
+    doc = json.loads((root / "a.json").read_text())
+    (root / "b.json").write_text(json.dumps({**doc, "imageHeight": height, "imageWidth": width}))
+    ds = LabelMeDataset(root, ["thing"])
+    entry = _only(ds, "IMAGE_ENTRY_INVALID")
+    assert entry.field == "imageHeight" and entry.message.startswith("b.json has imageHeight")
+    assert "left out" in entry.message
+    assert len(ds) == 1 and ds.entries[0].json_path.name == "a.json"
+    assert not validate_dataset(ds, num_classes=2).ok
+
+
+def test_a_labelme_file_without_a_declared_size_is_checked_against_its_image(tmp_path):
+    root = _labelme(tmp_path / "lm", [_shape(), _shape(points=((1, 1), (9, 1), (5, 1e30)))])
+    doc = json.loads((root / "a.json").read_text())
+    del doc["imageHeight"], doc["imageWidth"]
+    (root / "a.json").write_text(json.dumps(doc))
+    v = _only(LabelMeDataset(root, ["thing"]), "ANNOTATION_INVALID")
+    assert "far outside the 30x20 image" in v.message
+
+
 def test_a_labelme_image_path_outside_the_root_is_refused(tmp_path):
     root = _labelme(tmp_path / "lm", [_shape()])
     doc = json.loads((root / "a.json").read_text())

@@ -29,39 +29,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import DatasetError, header_size, issue, read_rgb, safe_join
+from .common import (DatasetError, far_outside, header_size, issue, max_image_pixels, read_rgb,
+                     safe_join)
 
 log = logging.getLogger(__name__)
 
 BACKGROUND_NAMES = ("_background_", "__background__")
 # How many images (from the lowest id) are looked up when choosing the image root among the candidates.
 ROOT_PROBE = 16
-# How far outside the image a box or polygon vertex may lie, in image sizes: a little over the edge reaches the
-# contract (BOX_OUT_OF_BOUNDS); beyond this it is a broken coordinate. pycocotools rasterises a polygon's whole
-# outline at 5x without bounds checks, so a vertex at 1e30 makes it allocate without limit and crash.
-FAR_OUTSIDE = 1.0
-
-
-def max_image_pixels() -> int:
-    """The largest height x width an image entry may declare: the size Pillow refuses to open as a
-    decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``), or 2**31 - 1 when that check is switched off. Masks
-    are allocated at the declared size, so an unbounded one kills the interpreter."""
-    limit = Image.MAX_IMAGE_PIXELS
-    return 2 * int(limit) if limit else 2**31 - 1
-
-
-def far_outside(xs: Sequence[float], ys: Sequence[float], height: int, width: int) -> bool:
-    """Whether any point lies more than ``FAR_OUTSIDE`` image sizes outside the ``height`` x ``width`` image."""
-    return (min(xs) < -FAR_OUTSIDE * width or max(xs) > (1 + FAR_OUTSIDE) * width
-            or min(ys) < -FAR_OUTSIDE * height or max(ys) > (1 + FAR_OUTSIDE) * height)
-
-
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygon list, uncompressed or compressed RLE) as a uint8 [H, W] mask."""
     if isinstance(segm, list):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -16,6 +17,27 @@ from torchvision.ops import masks_to_boxes
 from ..contract import Violation
 
 log = logging.getLogger(__name__)
+
+
+# How far outside the image a box, polygon vertex or shape point may lie, in image sizes: a little over the edge
+# reaches the contract (BOX_OUT_OF_BOUNDS) or is clipped by rasterising; beyond this it is a broken coordinate.
+# pycocotools rasterises a polygon's whole outline at 5x without bounds checks, so a vertex at 1e30 makes it
+# allocate without limit and crash; Pillow clips such a shape silently.
+FAR_OUTSIDE = 1.0
+
+
+def max_image_pixels() -> int:
+    """The largest height x width an annotation file may declare for an image: the size Pillow refuses to open
+    as a decompression bomb (2 x ``Image.MAX_IMAGE_PIXELS``), or 2**31 - 1 when that check is switched off.
+    Masks are allocated at the declared size, so an unbounded one kills the interpreter."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * int(limit) if limit else 2**31 - 1
+
+
+def far_outside(xs: Sequence[float], ys: Sequence[float], height: int, width: int) -> bool:
+    """Whether any point lies more than ``FAR_OUTSIDE`` image sizes outside the ``height`` x ``width`` image."""
+    return (min(xs) < -FAR_OUTSIDE * width or max(xs) > (1 + FAR_OUTSIDE) * width
+            or min(ys) < -FAR_OUTSIDE * height or max(ys) > (1 + FAR_OUTSIDE) * height)
 
 
 class DatasetError(ValueError):

@@ -15,6 +15,11 @@ the ``labelme2coco.py`` example):
 - polygon (3+ points), rectangle (2 corners), circle (centre and a point on the rim), mask (a base64 PNG patch
   whose top-left corner is the first point) and oriented_rectangle (4 points) outline an area and become
   instances; point, line and linestrip mark no area and are reported, never silently left out.
+
+As the COCO loader does, a shape with a point more than one image size outside the image (``imageHeight`` x
+``imageWidth``, or the image's own size when the file declares none) is ANNOTATION_INVALID and left out,
+rather than clipped silently when drawn; a declared size that is not a pair of positive integers, or that
+exceeds what Pillow opens, is IMAGE_ENTRY_INVALID and the file is left out.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import (DatasetError, boxes_from_masks, header_size, issue, read_rgb, read_rgb_bytes, safe_join)
+from .common import (DatasetError, boxes_from_masks, far_outside, header_size, issue, max_image_pixels, read_rgb,
+                     read_rgb_bytes, safe_join)
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +146,20 @@ def _points(raw: Any) -> tuple[tuple[float, float], ...] | None:
         return None
     out = []
     for p in raw:
-        if not isinstance(p, (list, tuple)) or len(p) != 2 or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p):
+        if not isinstance(p, (list, tuple)) or len(p) != 2 or not all(_is_finite_number(v) for v in p):
             return None
         out.append((float(p[0]), float(p[1])))
     return tuple(out)
+
+
+def _is_finite_number(v: Any) -> bool:
+    """An int or float that is finite as a float (a JSON integer like 10**400 is not: it overflows)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _decode_mask_patch(text: Any) -> np.ndarray | None:
@@ -195,11 +210,13 @@ class LabelMeDataset(Dataset):
         files = sorted(self.root.glob("*.json"))
         if not files:
             raise DatasetError(f"{self.root}: no LabelMe *.json files")
-        self._index = 0
+        self._index: int | None = 0
         self.entries: list[_Entry] = []
-        for i, p in enumerate(files):
-            self._index = i
-            self.entries.append(self._parse(p))
+        for p in files:
+            self._index = len(self.entries)  # the sample index this file gets, if it is used
+            entry = self._parse(p)
+            if entry is not None:
+                self.entries.append(entry)
 
     # --- parsing -------------------------------------------------------------------------------------------
 
@@ -208,7 +225,7 @@ class LabelMeDataset(Dataset):
         where = f"{path.name}" + (f" shape {k}" if k is not None else "")
         self.load_violations.append(issue(code, self._index, field, f"{where}: {message}", hint=hint))
 
-    def _parse(self, path: Path) -> _Entry:
+    def _parse(self, path: Path) -> _Entry | None:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -224,9 +241,12 @@ class LabelMeDataset(Dataset):
                                    what=f"{path} imagePath")
         elif not isinstance(doc["imageData"], str):
             raise DatasetError(f"{path}: imageData must be a base64 string or null")
+        size = self._image_size(path, doc, image_path)
+        if size is False:
+            return None
         groups: dict[tuple[str, Any], list[_Shape]] = {}
         for k, raw in enumerate(doc["shapes"]):
-            parsed = self._parse_shape(path, k, raw)
+            parsed = self._parse_shape(path, k, raw, size)
             if parsed is None:
                 continue
             name, group, shape = parsed
@@ -234,7 +254,36 @@ class LabelMeDataset(Dataset):
         labels = tuple(self.class_to_idx[name] for name, _ in groups)
         return _Entry(path, image_path, labels, tuple(tuple(parts) for parts in groups.values()))
 
-    def _parse_shape(self, path: Path, k: int, raw: Any) -> tuple[str, Any, _Shape] | None:
+    def _image_size(self, path: Path, doc: dict, image_path: Path | None) -> tuple[int, int] | None | bool:
+        """(height, width) that the shapes are checked against: the file's ``imageHeight`` and ``imageWidth``
+        (labelme always writes them), else the image's header; None when neither can be read (the sample then
+        fails when loaded). False, after an IMAGE_ENTRY_INVALID, when the declared size is not a pair of
+        positive integers or exceeds what Pillow opens (as the COCO loader's image entries): the file is
+        left out."""
+        h, w = doc.get("imageHeight"), doc.get("imageWidth")
+        if h is None and w is None:
+            try:
+                if image_path is not None:
+                    return header_size(image_path)
+                with Image.open(io.BytesIO(base64.b64decode(doc["imageData"]))) as im:
+                    return im.height, im.width
+            except (DatasetError, OSError, ValueError, binascii.Error):
+                return None
+        problem = None
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in (h, w)):
+            problem = f"has imageHeight {h!r} and imageWidth {w!r}; positive integers are needed"
+        elif h * w > max_image_pixels():
+            problem = (f"has imageHeight {h} and imageWidth {w}: more than {max_image_pixels()} pixels, the size "
+                       "Pillow refuses as a decompression bomb")
+        if problem is None:
+            return h, w
+        self.load_violations.append(issue("IMAGE_ENTRY_INVALID", None, "imageHeight",
+                                          f"{path.name} {problem}; the file is left out",
+                                          hint="labelme writes the image's own size; re-save the file in labelme"))
+        return False
+
+    def _parse_shape(self, path: Path, k: int, raw: Any, size: tuple[int, int] | None
+                     ) -> tuple[str, Any, _Shape] | None:
         if not isinstance(raw, dict):
             self._report("ANNOTATION_INVALID", path, k, "shapes", f"is a {type(raw).__name__}, not an object")
             return None
@@ -272,6 +321,12 @@ class LabelMeDataset(Dataset):
             want, meaning = _POINT_COUNTS[kind]
             self._report("ANNOTATION_INVALID", path, k, "points", f"({name!r}) is a {kind} with {len(pts)} "
                          f"points; labelme's {kind} has {want} ({meaning})")
+            return None
+        xs, ys = [x for x, _ in pts], [y for _, y in pts]
+        if size is not None and far_outside(xs, ys, *size):
+            self._report("ANNOTATION_INVALID", path, k, "points", f"({name!r}) has a point far outside the "
+                         f"{size[1]}x{size[0]} image (beyond one image size from its edges; x from {min(xs):g} to "
+                         f"{max(xs):g}, y from {min(ys):g} to {max(ys):g}); it is left out")
             return None
         patch = None
         if kind == "mask":
