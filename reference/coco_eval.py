@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
+from torchvision.ops import box_convert
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,7 @@ BACKENDS = ("pycocotools", "faster_coco_eval")
 def _xyxy_to_xywh(boxes: torch.Tensor) -> list[list[float]]:
     """XYWH in the boxes' own dtype, as the references compute it (float32 widths, not float64: IoUs sitting
     exactly on a threshold must fall the same way)."""
-    b = boxes.as_subclass(torch.Tensor).detach().to("cpu").clone()
-    b[:, 2:] -= b[:, :2]
-    return b.tolist()
+    return box_convert(boxes.as_subclass(torch.Tensor).detach().to("cpu"), "xyxy", "xywh").tolist()
 
 
 def _rle(mask: np.ndarray) -> dict:
