@@ -5,9 +5,10 @@ Registered through the ``pytest11`` entry point, so it is active wherever the pa
 ``--dataset`` or ``--snapshot`` it adds nothing (and imports no torch). With either, the plugin does the
 collection itself: only its own items run, and no test file or ``conftest.py`` of the folder pytest runs in is
 imported. torchvision's and pycocotools' known deprecation warnings are filtered. With ``--dataset``, pytest
-collects a small contract suite (one test per rule family, plus one for the dataset-wide rules) and fails with the rule
-codes and sample indices. With ``--snapshot``, it collects one test ``snapshot[<file name>]`` that re-records
-the checkpoint on the data and fails with the changes and the summary table.
+collects a small contract suite, one test per family of the contract's rule table that ``validate_dataset``
+reports (every family but ``splits``), and fails with the rule codes and sample indices. With ``--snapshot``, it
+collects one test ``snapshot[<file name>]`` that re-records the checkpoint on the data and fails with the
+changes and the summary table.
 
     pytest --dataset mypkg.data:MyDataset --dataset-arg root=data --num-classes 3
     pytest --snapshot snap.json --snapshot-checkpoint last.pt --snapshot-data data/
@@ -23,19 +24,19 @@ import pytest
 if TYPE_CHECKING:
     from .contract import Report
 
-# Rule families, each becoming one test: a failing test names the family; its message lists every violation.
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "image": ("IMAGE_TYPE", "IMAGE_SHAPE", "IMAGE_CHANNELS", "IMAGE_DTYPE", "IMAGE_RANGE"),
-    "target_keys": ("TARGET_TYPE", "MISSING_KEY", "UNKNOWN_KEY", "COUNT_MISMATCH"),
-    "boxes": ("BOXES_SHAPE", "BOXES_DTYPE", "BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS",
-              "CANVAS_MISMATCH", "NEGATIVE_SAMPLE_ENCODING"),
-    "labels": ("LABELS_DTYPE", "LABEL_BACKGROUND", "LABEL_NEGATIVE", "LABEL_OUT_OF_RANGE"),
-    "evaluation_fields": ("IMAGE_ID_TYPE", "IMAGE_ID_DUPLICATE", "AREA_NEGATIVE", "AREA_INCONSISTENT",
-                          "ISCROWD_VALUES"),
-    "masks": ("MASKS_SHAPE", "MASKS_DTYPE", "MASKS_VALUES", "MASK_EMPTY", "MASK_BOX_MISMATCH"),
-    "keypoints": ("KEYPOINTS_SHAPE", "KEYPOINTS_DTYPE", "KEYPOINTS_VISIBILITY"),
-    "loading": ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH"),
-}
+# Families of the rule table that need a second dataset (compare_splits), which --dataset does not give.
+SPLIT_FAMILIES = ("splits",)
+
+
+def contract_families() -> dict[str, tuple[str, ...]]:
+    """Family -> codes, one test each: the rule table's families that :func:`validate_dataset` reports.
+
+    Read from the table (not copied) so that a new code is checked by the plugin the day it is added; imported
+    here, not at module level, because the contract package imports torch.
+    """
+    from .contract import FAMILIES
+
+    return {family: codes for family, codes in FAMILIES.items() if family not in SPLIT_FAMILIES}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,15 +58,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class _ContractItem(pytest.Item):
-    def __init__(self, *, family: str, **kwargs: Any):
+    def __init__(self, *, family: str, codes: tuple[str, ...], **kwargs: Any):
         super().__init__(**kwargs)
         self.family = family
+        self.codes = codes
 
     def runtest(self) -> None:
         report: Report = self.config._dataset_report  # type: ignore[attr-defined]
         strict = self.config.getoption("--strict-warnings")
-        codes = set(FAMILIES[self.family])
-        bad = [v for v in report.violations if v.code in codes
+        bad = [v for v in report.violations if v.code in self.codes
                and (v.severity.value == "error" or (strict and v.severity.value == "warning"))]
         if bad:
             shown = "\n".join(f"  {v}" for v in bad[:20])
@@ -84,8 +85,8 @@ class _ContractItem(pytest.Item):
 
 class _ContractCollector(pytest.File):
     def collect(self):
-        for family in FAMILIES:
-            yield _ContractItem.from_parent(self, name=f"contract[{family}]", family=family)
+        for family, codes in contract_families().items():
+            yield _ContractItem.from_parent(self, name=f"contract[{family}]", family=family, codes=codes)
 
 
 class _SnapshotItem(pytest.Item):

@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+from reference.contract import FAMILIES, RULES
+from reference.pytest_plugin import contract_families
+
 from .conftest import FIXTURES, ROOT
 
 TUTORIAL_V2 = f"{ROOT / 'spec_tests' / 'tutorial_datasets.py'}:TutorialPennFudanV2"
+FAMILY_COUNT = len(contract_families())  # one test per family
+
+# a dataset whose only fault is an area given as a list (a type error of a per-sample field)
+LIST_AREA_DATASET = """
+import torch
+
+
+class ListArea:
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        target = {"boxes": torch.tensor([[1.0, 1.0, 6.0, 7.0]]), "labels": torch.tensor([1]), "image_id": i,
+                  "area": [30.0], "iscrowd": torch.zeros(1, dtype=torch.int64)}
+        return torch.zeros(3, 8, 8), target
+"""
+
+
+def test_every_rule_code_a_dataset_can_break_is_checked_by_a_plugin_test():
+    """Read from the rule table, the plugin's tests cannot drift from it: every code validate_dataset reports
+    (all but the splits family, which needs a second dataset) belongs to exactly one contract test."""
+    covered = [code for codes in contract_families().values() for code in codes]
+    assert len(covered) == len(set(covered))
+    assert set(covered) == set(RULES) - set(FAMILIES["splits"])
+
+
+def test_a_non_tensor_area_fails_the_evaluation_fields_test_as_area_type(pytester):
+    module = pytester.makepyfile(list_area=LIST_AREA_DATASET)
+    result = pytester.runpytest_subprocess("--dataset", f"{module}:ListArea", "--num-classes", "2")
+    result.assert_outcomes(passed=FAMILY_COUNT - 1, failed=1)
+    result.stdout.fnmatch_lines(["*contract*evaluation_fields*", "*AREA_TYPE (sample 0, area)*"])
 
 
 def test_a_valid_dataset_passes_every_contract_family(pytester):
     result = pytester.runpytest_subprocess("--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=FAMILY_COUNT)
 
 
 def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester):
@@ -19,7 +53,7 @@ def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester)
     pytester.mkpydir("sub").joinpath("conftest.py").write_text("raise ImportError('not importable here')\n")
     result = pytester.runpytest_subprocess("--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2",
                                            "--max-samples", "3")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=FAMILY_COUNT)
     assert "DeprecationWarning" not in result.stdout.str()
 
 
@@ -32,7 +66,7 @@ def test_a_broken_dataset_fails_the_family_naming_codes_and_indices(pytester):
     result = pytester.runpytest_subprocess("--dataset", TUTORIAL_V2, "--dataset-arg",
                                            f"root={FIXTURES / 'pennfudan' / 'val'}", "--dataset-arg",
                                            "alter='label0'", "--max-samples", "4")
-    result.assert_outcomes(passed=7, failed=1)
+    result.assert_outcomes(passed=FAMILY_COUNT - 1, failed=1)
     result.stdout.fnmatch_lines(["*contract*labels*", "*LABEL_BACKGROUND (sample 0, labels[[]0[]])*"])
 
 
