@@ -142,7 +142,7 @@ def _console(quiet: bool, verbose: bool, epochs: int | None = None, *, tables: b
 def _cmd_validate(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .contract import Severity, check_picklable, validate_dataset
+    from .contract import Severity, Violation, check_picklable, validate_dataset
     from .jobs import check_output_file, check_writable_folder
     from .loading import SpecError, TimedSamples, parse_args
     from .render import render_violations
@@ -197,15 +197,15 @@ def _cmd_validate(a: argparse.Namespace) -> int:
             {"train": report.to_dict(), "val": split[0].to_dict(),
              "splits": [v.to_dict() for v in split[1]]}, indent=2))
     if a.render:
-        by_index: dict[int, list[str]] = {}
+        by_index: dict[int, list[Violation]] = {}
         for v in report.violations:
             if v.index is not None and v.code not in ("GETITEM_FAILED", "GETITEM_TIMEOUT"):
-                by_index.setdefault(v.index, []).append(v.code)
+                by_index.setdefault(v.index, []).append(v)
         failed = {v.index for v in report.violations if v.code in ("GETITEM_FAILED", "GETITEM_TIMEOUT")}
         indices = sorted(set(range(count)) - failed) if a.render_all else list(by_index)
         for i in indices[:100]:
             image, target = dataset[i]
-            render_violations(image, target, by_index.get(i, []), Path(a.render) / f"sample_{i:05d}.png")
+            render_violations(image, target, by_index.get(i, []), Path(a.render) / f"sample_{i:05d}.png", index=i)
         if not indices:
             print(f"{a.render}: nothing drawn, no sample broke a rule (--render-all draws every sample)")
     print(report.render_text())

@@ -419,7 +419,7 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     from torchvision.transforms.v2 import functional as F
 
     from .datasets.common import read_rgb
-    from .render import draw_instances, with_caption
+    from .render import draw_instances, upscale_for, with_caption
 
     check_output_file(out, "--out", not_same_as=image)
     dev = resolve_device(device)
@@ -439,7 +439,7 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     names = checkpoint_classes(state, checkpoint)
     drawn = draw_instances(img, output["boxes"][keep], (masks[keep, 0] > mask_threshold) if masks is not None
                            else None, detection_labels(output["labels"][keep], output["scores"][keep], names),
-                           colors="orange", scale=max(1, 480 // max(img.shape[-2:])))
+                           scale=upscale_for(*img.shape[-2:]))
     save_png(with_caption(drawn, [f"{int(keep.sum())} detections, score >= {score_threshold}"]), out)
     return int(keep.sum())
 

@@ -73,12 +73,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_history(report: dict[str, Any], path: Path) -> None:
-    """Training loss and validation mAP per epoch, as a PNG (matplotlib, Agg backend)."""
+def history_figure(report: dict[str, Any]) -> Any:
+    """A matplotlib figure of training loss and validation mAP per epoch (Agg backend; the caller closes it).
+    Epochs are whole numbers, so the epoch axis has integer ticks only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = report["epochs"]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -88,6 +90,7 @@ def plot_history(report: dict[str, Any], path: Path) -> None:
                 [e["val_loss"] for e in epochs if e["val_loss"] is not None], "-", label="val loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax.twinx()
     for key, style in (("bbox_ap", "s--"), ("segm_ap", "^--")):
         pts = [(e["epoch"], e[key]) for e in epochs if e[key] is not None]
@@ -97,12 +100,24 @@ def plot_history(report: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("AP@[.50:.95]")
     ax2.set_ylim(0, 1)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="center right")
+    # below the axes, so that it never hides a curve
+    ax.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=max(len(handles), 1), frameon=False)
     ax.set_title("training loss and validation mAP")
     fig.tight_layout()
+    return fig
+
+
+def plot_history(report: dict[str, Any], path: Path) -> None:
+    """Training loss and validation mAP per epoch (:func:`history_figure`), as a PNG."""
+    fig = history_figure(report)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
