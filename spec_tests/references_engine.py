@@ -19,10 +19,10 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from reference.coco_eval import detections_to_coco, ground_truth_from_dataset
+from reference.coco_eval import ground_truth_from_dataset
 from reference.models import iou_types
 
-from .references_way import _quiet, _unwrap
+from .references_way import _unwrap, evaluate_batch
 
 
 class SmoothedValue:
@@ -122,13 +122,7 @@ def evaluate(model, data_loader, device):
         evaluator_time = time.time()
         ids = [t["image_id"] for t in targets]
         seen += ids
-        for t, ev in evaluators.items():
-            results = [d for i, out in zip(ids, outputs) for d in detections_to_coco(i, out, t)]
-            with _quiet():
-                ev.cocoDt = coco_gt.loadRes(results) if results else COCO()
-                ev.params.imgIds = ids
-                ev.evaluate()
-            per_batch[t].append(np.asarray(ev.evalImgs).reshape(-1, len(ev.params.areaRng), len(ids)))
+        evaluate_batch(evaluators, coco_gt, ids, outputs, per_batch)
         evaluator_time = time.time() - evaluator_time
         metric_logger.update(model_time=model_time, evaluator_time=evaluator_time)
     print("Averaged stats:", metric_logger)

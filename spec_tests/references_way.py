@@ -57,6 +57,18 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
+def evaluate_batch(evaluators: dict, coco_gt: COCO, ids: list[int], outputs: list[dict], per_image: dict) -> None:
+    """The references' per-batch step: load this batch's detections into each ``COCOeval`` and evaluate the
+    batch's images right away, keeping their per-image results for the end (as ``CocoEvaluator.update`` does)."""
+    for iou_type, ev in evaluators.items():
+        results = [d for i, out in zip(ids, outputs) for d in detections_to_coco(i, out, iou_type)]
+        with _quiet():
+            ev.cocoDt = coco_gt.loadRes(results) if results else COCO()
+            ev.params.imgIds = ids
+            ev.evaluate()
+        per_image[iou_type].append(np.asarray(ev.evalImgs).reshape(-1, len(ev.params.areaRng), len(ids)))
+
+
 def _unwrap(dataset):
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
@@ -94,13 +106,7 @@ def references_evaluate(model: torch.nn.Module, dataset, iou_types=("bbox", "seg
             middle = time.perf_counter()
             ids = [image_id_of(t) for t in targets]
             seen += ids
-            for iou_type, ev in evaluators.items():
-                results = [d for i, out in zip(ids, outputs) for d in detections_to_coco(i, out, iou_type)]
-                with _quiet():
-                    ev.cocoDt = coco_gt.loadRes(results) if results else COCO()
-                    ev.params.imgIds = ids
-                    ev.evaluate()
-                per_image[iou_type].append(np.asarray(ev.evalImgs).reshape(-1, len(ev.params.areaRng), len(ids)))
+            evaluate_batch(evaluators, coco_gt, ids, outputs, per_image)
             times.inference += middle - start
             times.per_batch_cocoeval += time.perf_counter() - middle
 
