@@ -36,7 +36,7 @@ from pycocotools import mask as mask_utils
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reference.synthetic import make_scene  # noqa: E402
+from reference.testing.synthetic import make_scene  # noqa: E402
 
 DATUMARO_VENV = ROOT / ".venv-datumaro"
 DATUMARO_REQUIREMENT = "datumaro[cli]"

@@ -577,7 +577,7 @@ import json, sys
 sys.path.insert(0, {ci!r})
 import regressions
 regressions.get({name!r}).apply()
-from reference import golden
+from reference.testing import golden
 stored = json.loads(golden.path_for(golden.TRAINED_NAME).read_text())
 print(json.dumps(golden.drift(golden.compute_trained(golden.trained_model()), stored)))
 """
@@ -593,7 +593,7 @@ def golden_drift(reg: Regression) -> dict[str, float] | None:
 
 def print_golden_drift(chosen: list[Regression]) -> None:
     """What each regression does to the trained golden record, against the tolerances that guard it."""
-    from reference import golden
+    from reference.testing import golden
 
     tol = golden.TRAINED_TOLERANCES
     print(f"tolerances: box {tol.box_atol} px, score {tol.score_atol}, 1 - mask IoU {1 - tol.mask_iou_min:.3g}, "

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from datumaro_table import DATUMARO_VENV, cpu_name, datumaro_version, ensure_datumaro  # noqa: E402
 
-from reference.synthetic import make_scene  # noqa: E402
+from reference.testing.synthetic import make_scene  # noqa: E402
 
 CLASSES = ("person", "bottle")
 SUBSET = "default"

@@ -316,13 +316,13 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _tolerances_from_args(a: argparse.Namespace):
-    from .snapshot import Tolerances
+    from .testing.snapshot import Tolerances
 
     return Tolerances(box_atol=a.box_atol, score_atol=a.score_atol, mask_iou_min=a.mask_iou_min, ap_atol=a.ap_atol)
 
 
 def _cmd_snapshot_record(a: argparse.Namespace) -> int:
-    from .snapshot import SnapshotError, record_checkpoint, save
+    from .testing.snapshot import SnapshotError, record_checkpoint, save
 
     from .jobs import check_output_file
 
@@ -339,7 +339,7 @@ def _cmd_snapshot_record(a: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot_check(a: argparse.Namespace) -> int:
-    from .snapshot import Tolerances, compare, load, record_checkpoint
+    from .testing.snapshot import Tolerances, compare, load, record_checkpoint
 
     expected = load(Path(a.snapshot))
     tol = Tolerances.from_dict(expected.get("tolerances", {}))
@@ -572,7 +572,7 @@ def _run(a: argparse.Namespace) -> int:
     from .engine import NonFiniteLossError
     from .jobs import JobError
     from .loading import SpecError
-    from .snapshot import SnapshotError
+    from .testing.snapshot import SnapshotError
 
     try:
         return a.func(a)

@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from reference import golden
+from reference.testing import golden
 from reference.contract import validate_dataset, validate_sample
 from reference.datasets import PennFudanDataset
 from reference.engine import evaluate, train_one_epoch, to_device
 from reference.jobs import TrainOptions, run_train
 from reference.models import build_model
-from reference.synthetic import generate
+from reference.testing.synthetic import generate
 from reference.training import collate_fn, get_recipe
 from reference.transforms import evaluation, get_preset, tutorial
 

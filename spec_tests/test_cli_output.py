@@ -29,7 +29,7 @@ def test_the_parsers_names_are_the_registries():
     from reference import metric_logger
     from reference.datasets import FORMATS
     from reference.models import BUILDERS
-    from reference.snapshot import Tolerances
+    from reference.testing.snapshot import Tolerances
     from reference.training import RECIPES
     from reference.transforms import PRESETS
 

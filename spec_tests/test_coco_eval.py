@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from reference import engine, golden
+from reference import engine
+from reference.testing import golden
 from reference.coco_eval import GroundTruth, detections_to_coco, ground_truth_from_dataset, score
 from reference.datasets import PennFudanDataset
 from reference.models import build_model

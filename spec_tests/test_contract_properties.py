@@ -8,7 +8,7 @@ from hypothesis import given
 
 from reference.contract import (RULE_BY_CODE, RULES, Severity, image_id_of, validate_dataset, validate_sample)
 from reference.contract.checks import image_id_value
-from reference.strategies import (DATASET_CODES, FILE_AND_SPLIT_CODES, SAMPLE_CODES, SampleListDataset,
+from reference.testing.strategies import (DATASET_CODES, FILE_AND_SPLIT_CODES, SAMPLE_CODES, SampleListDataset,
                                   broken_datasets, broken_samples, build_sample, valid_datasets, valid_samples)
 
 

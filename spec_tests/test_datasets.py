@@ -18,7 +18,7 @@ from reference.coco_eval import GroundTruth
 from reference.contract import validate_dataset
 from reference.datasets import CocoInstancesDataset, DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
 from reference.datasets import pennfudan
-from reference.synthetic import coco_category_ids, generate
+from reference.testing.synthetic import coco_category_ids, generate
 
 from .tutorial_datasets import ALTERATIONS, TutorialPennFudanLegacy, TutorialPennFudanV2
 

@@ -46,7 +46,7 @@ def test_a_ddp_step_gives_the_gradients_of_one_process_with_the_combined_batch(t
 
 def test_train_command_runs_under_torchrun_and_only_rank_zero_writes(tmp_path):
     data = tmp_path / "data"
-    from reference.synthetic import generate
+    from reference.testing.synthetic import generate
 
     generate("pennfudan", data / "train", count=8, seed=1)
     generate("pennfudan", data / "val", count=4, seed=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference.synthetic import generate
+from reference.testing.synthetic import generate
 
 from .conftest import FIXTURES
 

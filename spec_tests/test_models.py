@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.models import detection as tvd
 
-from reference import golden
-from reference.snapshot import compare_detections, detections_record
+from reference.testing import golden
+from reference.testing.snapshot import compare_detections, detections_record
 from reference.models import (BUILDERS, PRETRAINED_TRAINABLE_LAYERS, ModelConfigError, WeightsUnavailableError,
                               build_model, iou_types)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reference.contract import FAMILIES, RULES
-from reference.pytest_plugin import contract_families
+from reference.testing.pytest_plugin import contract_families
 
 from .conftest import FIXTURES, ROOT
 

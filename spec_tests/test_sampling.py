@@ -9,7 +9,7 @@ from torch.utils.data import SequentialSampler, Subset
 
 from reference.datasets import PennFudanDataset
 from reference.sampling import GroupedBatchSampler, aspect_ratio_bins, aspect_ratio_groups
-from reference.synthetic import generate
+from reference.testing.synthetic import generate
 from reference.training import make_loader
 
 

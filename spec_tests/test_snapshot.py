@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference import snapshot as snap
+from reference.testing import snapshot as snap
 from reference.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
 from reference.models import build_model
@@ -270,6 +270,6 @@ def test_pytest_snapshot_fails_for_a_drifted_model(pytester, snapshot_file, drif
 def test_the_plugin_module_itself_imports_no_torch():
     # the plugin file alone, under a stand-in package (reference/__init__.py itself imports the contract)
     code = ("import sys, types; pkg = types.ModuleType('reference'); pkg.__path__ = [sys.argv[1]]; "
-            "sys.modules['reference'] = pkg; import reference.pytest_plugin; "
+            "sys.modules['reference'] = pkg; import reference.testing.pytest_plugin; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code, str(ROOT / "reference")], timeout=60).returncode == 0

@@ -336,7 +336,7 @@ def test_checkpoint_json_records_each_checkpoints_sha256_and_load_checks_it(tmp_
 
 
 def test_checkpoints_from_before_digests_still_load():
-    from reference.golden import trained_checkpoint
+    from reference.testing.golden import trained_checkpoint
 
     state = load_checkpoint(trained_checkpoint())
     assert "tensors_sha256" not in state and state["model"]

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as F
 
 from reference import transforms as T
 from reference.contract import Severity, validate_sample
-from reference.strategies import valid_samples
+from reference.testing.strategies import valid_samples
 
 
 def _errors(image, target, **kw):

@@ -14,7 +14,7 @@ import pytest
 from reference.cli import main
 from reference.contract import headers_only_refusal, validate_dataset
 from reference.datasets import PennFudanDataset, open_dataset
-from reference.synthetic import generate
+from reference.testing.synthetic import generate
 from reference.transforms import get_preset
 
 from .conftest import FIXTURES, ROOT

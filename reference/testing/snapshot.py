@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from torchvision.ops import box_iou
 
-from .checkpoint import atomic_write_json
+from ..checkpoint import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Tolerances:
     kernels; masks are binarised at 0.5, so a float drift flips only boundary pixels, and IoU 0.9 still allows
     a one-pixel contour shift on a 30x30 object; COCO stats over a few images move in steps of one
     detection's rank, so 0.01 flags any change that is more than rounding. On one machine drift is far
-    smaller: the suite's trained golden record (``reference.golden``) measured none at 1e-3 px and 1e-5 in
+    smaller: the suite's trained golden record (``reference.testing.golden``) measured none at 1e-3 px and 1e-5 in
     score across torch 2.1 to 2.14, and checks with much tighter tolerances; pass tighter ones when recording
     and checking on the same machine.
     """
@@ -113,12 +113,12 @@ def record(model: nn.Module, dataset: Dataset, *, max_images: int | None = None,
     ``dataset`` yields ``(float image in [0, 1], target)``. Returns the snapshot record: per-image detections
     and the COCO stats over those images, with versions, tolerances, score floor and ``meta`` merged in.
     """
-    from .coco_eval import GroundTruth, detections_to_coco, score
-    from .contract import image_id_of
-    from .engine import default_inference_threads, predict
-    from .models import iou_types
-    from .report import versions
-    from .training import make_loader
+    from ..coco_eval import GroundTruth, detections_to_coco, score
+    from ..contract import image_id_of
+    from ..engine import default_inference_threads, predict
+    from ..models import iou_types
+    from ..report import versions
+    from ..training import make_loader
 
     meta = dict(meta or {})
     clash = set(meta) & set(_CORE_KEYS)
@@ -150,8 +150,8 @@ def record_checkpoint(checkpoint: Path, data: Path, *, fmt: str | None = None, d
                       mask_threshold: float = 0.5) -> dict[str, Any]:
     """:func:`record` for a project checkpoint on a dataset folder (its ``val/`` part if present), loaded as
     ``tvref evaluate`` loads them: the checkpoint's recipe's evaluation transforms, class counts checked."""
-    from .jobs import JobError, _num_classes, _open, load_model, resolve_device
-    from .training import get_recipe
+    from ..jobs import JobError, _num_classes, _open, load_model, resolve_device
+    from ..training import get_recipe
 
     dev = resolve_device(device)
     model, state = load_model(Path(checkpoint), dev)

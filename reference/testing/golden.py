@@ -8,12 +8,12 @@ Two sets, both in ``fixtures/golden/``:
   sizes so that the model's resize and the box and mask paste-back run with real scale factors. Every
   detection is stored (boxes, scores, labels, mask RLEs) with the train-mode losses. Trained weights give
   scores spread over (0.05, 1) and masks with structure, so a drift in torchvision's numerics or settings
-  shows. Compared with :func:`reference.snapshot.compare_detections` and :data:`TRAINED_TOLERANCES`.
+  shows. Compared with :func:`reference.testing.snapshot.compare_detections` and :data:`TRAINED_TOLERANCES`.
 - **architecture** (one file per builder): every builder with random weights on two synthetic images: the
   top detections, mask mean and standard deviation, the loss dict. Random weights score every detection
   alike, so these files pin the builders' structure (heads, sizes, loss keys), not numeric drift.
 
-    python -m reference.golden --out fixtures/golden     # regenerate both sets (the trained weights are kept)
+    python -m reference.testing.golden --out fixtures/golden   # regenerate both sets (trained weights kept)
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torchvision
 from torch import nn
 from torchvision.ops import box_iou, masks_to_boxes
 
-from .checkpoint import atomic_write_json
-from .models import BUILDERS, build_model
-from .paths import fixtures_dir
+from ..checkpoint import atomic_write_json
+from ..models import BUILDERS, build_model
+from ..paths import fixtures_dir
 from .snapshot import Tolerances, compare_detections, detections_record, score_floor_of
 
 # Architecture records (random weights): scores and losses with rtol = atol = 0.01 as torchvision's own model
@@ -166,9 +166,9 @@ def compare(actual: dict[str, Any], expected: dict[str, Any], rtol: float = RTOL
 
 TRAINED_NAME = "small_maskrcnn_ci"
 # Each tolerance sits above the drift measured across torch 2.1.2 / 2.5.1 / 2.14.1, threads and memory formats
-# (``python -m reference.golden --drift`` in each tox env: none at the stored precision) and below the smallest
-# effect of the regressions it exists to see (``python ci/regressions.py --golden-drift``); README, "Golden
-# outputs", has both tables.
+# (``python -m reference.testing.golden --drift`` in each tox env: none at the stored precision) and below the
+# smallest effect of the regressions it exists to see (``python ci/regressions.py --golden-drift``); README,
+# "Golden outputs", has both tables.
 TRAINED_TOLERANCES = Tolerances(match_iou=0.5, box_atol=0.02, score_atol=2e-4, mask_iou_min=0.99, ap_atol=0.0)
 LOSS_RTOL = 1e-4
 # float64 against float32 moves scores by 1e-5 (measured), within the trained tolerances
@@ -223,7 +223,7 @@ def trained_checkpoint() -> Path:
 
 def trained_model(path: Path | None = None) -> nn.Module:
     """The trained small Mask R-CNN in float32, eval mode (its float16 weights cast up on load)."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     state = load_checkpoint(path or trained_checkpoint())
     model = build_model(state["model_name"], int(state["num_classes"]))
@@ -242,8 +242,8 @@ def _target_from_masks(masks: torch.Tensor, labels: torch.Tensor) -> dict[str, t
 def trained_inputs() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Twelve bundled validation scenes: ten as they are, one padded and one cropped to odd sizes (plain tensor
     operations only, so the inputs are the same bytes under every torchvision)."""
-    from .datasets import PennFudanDataset
-    from .transforms import evaluation
+    from ..datasets import PennFudanDataset
+    from ..transforms import evaluation
 
     ds = PennFudanDataset(fixtures_dir() / "pennfudan" / "val", evaluation())
     images, targets = [], []
@@ -333,7 +333,7 @@ def drift(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, float]:
 
 def save_trained_checkpoint(source: Path, path: Path | None = None) -> None:
     """Store a training checkpoint's model as the golden weights: float16, no optimizer state."""
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(source)
     save_checkpoint(path or trained_checkpoint(), {
@@ -355,8 +355,9 @@ def save(record: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reference.golden", description="Regenerate golden outputs, or "
-                                "measure how far this install drifts from them.")
+    p = argparse.ArgumentParser(prog="python -m reference.testing.golden",
+                                description="Regenerate golden outputs, or measure how far this install drifts "
+                                "from them.")
     p.add_argument("--out", default=str(golden_dir()))
     p.add_argument("--models", nargs="*", default=list(BUILDERS), choices=list(BUILDERS),
                    help="architecture records to regenerate (default: all builders)")

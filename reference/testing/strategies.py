@@ -1,6 +1,6 @@
 """Hypothesis strategies: valid detection samples of both flavours, and samples breaking one chosen rule.
 
-    from reference.strategies import valid_samples, broken_samples
+    from reference.testing.strategies import valid_samples, broken_samples
 
     @given(valid_samples(masks=True))
     def test_my_transform_keeps_the_contract(s):
@@ -23,7 +23,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.ops import box_area
 
-from .contract import RULES
+from ..contract import RULES
 
 DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE", "IMAGE_ID_MIXED",
                  "DATASET_EMPTY")

@@ -7,7 +7,7 @@ just colour. Instances touch and, in the PennFudan layout, occlude each other.
 
 Every image depends only on ``(seed, index)``; the same call gives the same bytes on the same machine.
 
-    python -m reference.synthetic --layout pennfudan --out DIR --count 64 --seed 0
+    python -m reference.testing.synthetic --layout pennfudan --out DIR --count 64 --seed 0
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reference.synthetic", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reference.testing.synthetic", description=__doc__.split("\n\n")[0])
     p.add_argument("--layout", choices=LAYOUTS, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--count", type=int, default=16)
