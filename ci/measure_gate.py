@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from reference.checkpoint import atomic_write_json
+from reference.atomic_io import atomic_write_json
 from reference.gate import expected_results_path, torch_line
 from reference.jobs import run_gate
 

@@ -191,7 +191,7 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     if a.json:
         import json
 
-        from .checkpoint import atomic_write_text
+        from .atomic_io import atomic_write_text
 
         atomic_write_text(Path(a.json), report.to_json() if split is None else json.dumps(
             {"train": report.to_dict(), "val": split[0].to_dict(),
@@ -278,7 +278,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from .checkpoint import atomic_write_json
+    from .atomic_io import atomic_write_json
     from .jobs import check_output_file, run_evaluate
 
     if a.json:

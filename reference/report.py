@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torchvision
 
-from .checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .coco_eval import STAT_NAMES
 from .training import FitResult
 

@@ -29,8 +29,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from . import distributed
-from .checkpoint import (DIGEST_KEY, METADATA, CheckpointError, atomic_write_json, load_checkpoint, rng_state,
-                         save_checkpoint, set_rng_state)
+from .atomic_io import atomic_write_json
+from .checkpoint import (DIGEST_KEY, METADATA, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
 from .coco_eval import CocoResult
 from .engine import EpochLog, evaluate, to_device, train_one_epoch
 from .sampling import GroupedBatchSampler, aspect_ratio_groups

@@ -29,7 +29,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import box_iou, masks_to_boxes
 
-from ..checkpoint import atomic_write_json
+from ..atomic_io import atomic_write_json
 from ..models import BUILDERS, build_model
 from ..paths import fixtures_dir
 from .snapshot import Tolerances, compare_detections, detections_record, score_floor_of

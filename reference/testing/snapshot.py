@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 from torchvision.ops import box_iou
 
-from ..checkpoint import atomic_write_json
+from ..atomic_io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
