@@ -332,3 +332,18 @@ def test_validate_shows_its_progress_bar_on_a_terminal_even_for_a_few_samples(mo
     monkeypatch.setattr(sys, "stderr", term)
     assert main(["validate", str(FIXTURES / "pennfudan" / "val"), "--max-samples", "3"]) == 0
     assert "validating" in term.getvalue() and "3/3" in term.getvalue()
+
+
+@pytest.mark.parametrize(("gate_lines", "gate_passed", "code"), [
+    (["FAIL-safe task bbox AP: actual 0.61, expected 0.6 +/- 0.05"], True, 0),
+    (["PASS bbox AP: actual 0.12, expected 0.6 +/- 0.05"], False, 1),
+    (["not checked: FAILED to find rows for torch 9.9"], None, 0),
+], ids=["passed-though-a-line-says-FAIL", "failed-though-a-line-says-PASS", "not-checked"])
+def test_demo_exit_code_follows_the_gate_verdict_not_the_words_of_its_lines(gate_lines, gate_passed, code, tmp_path,
+                                                                           monkeypatch, capsys):
+    """The gate's lines are for people; the exit code comes from the run's recorded ``gate_passed``."""
+    done = {"report": {"coco": {"bbox": {"AP": 0.6, "AP50": 0.9, "AP75": 0.6}}, "gate": gate_lines,
+                       "gate_passed": gate_passed, "timings": {"train_seconds": 1.0}}, "paths": {}}
+    monkeypatch.setattr("reference.jobs.run_demo", lambda *args, **kwargs: done)
+    assert main(["--quiet", "demo", "--out", str(tmp_path / "demo")]) == code
+    assert f"gate: {gate_lines[0]}" in capsys.readouterr().out
