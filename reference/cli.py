@@ -262,7 +262,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
                         print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite,
-                        batch_size=a.batch_size, lr=a.lr)
+                        batch_size=a.batch_size, lr=a.lr, workers=a.workers)
     # a resume without --epochs runs to the checkpoint's planned count, not known here
     a.display.epochs = a.epochs or (None if a.resume else get_recipe(a.recipe).epochs)
     result, report = run_train(opts, on_epoch=a.display)
@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the recipe's; when resuming, the checkpoint's (more re-plans a cosine schedule)")
     t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: the recipe's)")
     t.add_argument("--lr", type=_positive_float, help="base learning rate (default: the recipe's)")
+    t.add_argument("--workers", type=_non_negative_int, default=0, metavar="N",
+                   help="load training and validation batches in N worker processes (default: 0, in this "
+                   "process; other worker counts give other, equally seeded, augmentations)")
     t.add_argument("--out", required=True, help="run folder; refused if it holds an earlier run (required)")
     t.add_argument("--resume", help="a checkpoint to continue (the run's own --out/last.pt continues that run; "
                    "default: none)")
@@ -511,6 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_snapshot_parser(sub, FORMATS)
     return p
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -273,6 +273,7 @@ class TrainOptions:
     overwrite: bool = False
     batch_size: int | None = None  # the recipe's unless given
     lr: float | None = None  # the recipe's unless given
+    workers: int = 0  # DataLoader worker processes; 0 loads in this process
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
@@ -315,7 +316,8 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     epochs = opts.epochs or (planned_epochs(state) if state is not None else None) or recipe.epochs
     classes = dataset_classes(train, num_classes)
     cfg = FitConfig(opts.model, num_classes, recipe, epochs, opts.seed, str(device), opts.amp, opts.print_freq,
-                    group_factor=opts.group_factor, data=str(opts.data.resolve()), classes=classes)
+                    group_factor=opts.group_factor, data=str(opts.data.resolve()), classes=classes,
+                    workers=opts.workers)
     if state is not None:
         try:
             check_resumable(state, cfg, opts.resume, data_fingerprint(train, val))  # type: ignore[arg-type]

@@ -123,11 +123,13 @@ class FitResult:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch: int,
-                group_factor: int = -1) -> DataLoader:
+                group_factor: int = -1, workers: int = 0) -> DataLoader:
     """A loader whose order depends only on ``(seed, epoch)``; sharded under ``torchrun``.
 
     ``group_factor >= 0`` batches images of similar aspect ratio together (the references'
     ``--aspect-ratio-group-factor``; they use 3); the default keeps the tutorial's plain shuffled batches.
+    ``workers > 0`` loads in that many worker processes, their random seeds drawn from ``(seed, epoch)`` rather
+    than from the global RNG; ``0`` loads in this process, drawing as the references' loader does.
     """
     if distributed.info().enabled:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed)
@@ -136,10 +138,13 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, ep
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     else:
         sampler = SequentialSampler(dataset)
+    loading: dict[str, Any] = {"collate_fn": collate_fn, "num_workers": workers}
+    if workers > 0:
+        loading["generator"] = torch.Generator().manual_seed(seed * 100_003 + epoch + 50_021)
     if train and group_factor >= 0:
         batches = GroupedBatchSampler(sampler, aspect_ratio_groups(dataset, group_factor), batch_size)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=0)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=0)
+        return DataLoader(dataset, batch_sampler=batches, **loading)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **loading)
 
 
 def _bn_frozen_train(model: nn.Module) -> None:
@@ -178,6 +183,7 @@ class FitConfig:
     print_freq: int = 10
     eval_every: int | None = None  # defaults to the recipe's; the last epoch is always evaluated
     group_factor: int = -1  # aspect-ratio grouping (the references use 3); -1 = plain shuffled batches
+    workers: int = 0  # DataLoader worker processes for training and validation; 0 = load in this process
     data: str | None = None  # where the data came from, recorded in checkpoints (resume warns if it moved)
     # the class names, background first (the dataset's ``classes``), recorded in checkpoints so that predictions
     # are labelled with names; None when the dataset has none (labels are then shown as numbers)
@@ -288,7 +294,7 @@ def _set_up(model: nn.Module, train_ds: Dataset, cfg: FitConfig) -> _Run:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(recipe, model)
     steps = len(make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=0,
-                            group_factor=cfg.group_factor))
+                            group_factor=cfg.group_factor))  # a length: no worker is started
     scheduler = make_scheduler(recipe, optimizer, cfg.epochs, steps)
     use_amp = cfg.amp or recipe.amp
     scaler = torch.amp.GradScaler(device.type) if use_amp and device.type == "cuda" else None
@@ -337,7 +343,7 @@ def _train_epoch(run: _Run, train_ds: Dataset, cfg: FitConfig, epoch: int) -> tu
     t0 = time.perf_counter()
     recipe = cfg.recipe
     loader = make_loader(train_ds, recipe.batch_size, train=True, seed=cfg.seed, epoch=epoch,
-                         group_factor=cfg.group_factor)
+                         group_factor=cfg.group_factor, workers=cfg.workers)
     iter_sched = run.scheduler if recipe.schedule == "onecycle" else None
     elog: EpochLog = train_one_epoch(run.net, run.optimizer, loader, run.device, epoch, cfg.print_freq,
                                      run.scaler, warmup=recipe.warmup, iteration_scheduler=iter_sched)
@@ -356,7 +362,7 @@ def _validate(run: _Run, val_ds: Dataset, cfg: FitConfig, epoch: int, with_evalu
     a forked RNG: a validation set never changes the training trajectory.
     """
     with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
-        vloader = make_loader(val_ds, 4, train=False, seed=cfg.seed, epoch=epoch)
+        vloader = make_loader(val_ds, 4, train=False, seed=cfg.seed, epoch=epoch, workers=cfg.workers)
         rec.val_loss = validation_loss(run.model, vloader, run.device)
         if not with_evaluation:
             return None

@@ -408,3 +408,16 @@ def test_seconds_per_iteration_leaves_out_validation_and_evaluation(tmp_path, mo
     timings = build_report(result, {})["timings"]
     assert timings["train_seconds"] == 200.0  # the run's wall time includes validation ...
     assert timings["seconds_per_iteration"] == 0.0  # ... the cost of an iteration does not
+
+
+def test_worker_processes_load_the_batches_the_main_process_loads():
+    """``--workers N``: the same samples in the same batches; only where they are loaded changes."""
+    from reference.training import make_loader
+
+    ds = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(6))
+    ids = {}
+    for workers in (0, 2):
+        loader = make_loader(ds, 2, train=True, seed=3, epoch=1, workers=workers)
+        assert loader.num_workers == workers
+        ids[workers] = [[int(t["image_id"]) for t in targets] for _, targets in loader]
+    assert ids[2] == ids[0] and sorted(i for batch in ids[0] for i in batch) == list(range(6))
