@@ -129,9 +129,9 @@ def draw_tags(image: torch.Tensor, boxes: torch.Tensor, tags: Sequence[str | Non
 def draw_instances(image: torch.Tensor, boxes: torch.Tensor | None, masks: torch.Tensor | None = None,
                    labels: Sequence[str] | None = None, colors: Sequence[RGB] | None = None,
                    scale: int = 1) -> torch.Tensor:
-    """Masks at 45% opacity (draw_segmentation_masks), then boxes (draw_bounding_boxes) and their label text
-    on a tag of the box's colour (:func:`draw_tags`), on a uint8 [3, H, W] image. Instance ``i`` (its box,
-    mask and tag) gets ``colors[i]``, by default ``PALETTE[i]``.
+    """Masks at 45% opacity (draw_segmentation_masks, one mask at a time), then boxes (draw_bounding_boxes) and
+    their label text on a tag of the box's colour (:func:`draw_tags`), on a uint8 [3, H, W] image. Instance
+    ``i`` (its box, mask and tag) gets ``colors[i]``, by default ``PALETTE[i]``.
 
     ``scale`` enlarges the picture first (nearest neighbour), so that small images get legible text; text is
     sized to the enlarged picture (:func:`text_size_for`).
@@ -147,7 +147,10 @@ def draw_instances(image: torch.Tensor, boxes: torch.Tensor | None, masks: torch
         if scale > 1:
             m = m.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
         if tuple(m.shape[-2:]) == (height, width):
-            out = draw_segmentation_masks(out, m, alpha=0.45, colors=palette[:len(m)])
+            # one call per mask: overlaps blend both colours on every torchvision (0.16 paints the last mask's
+            # colour over the overlap, newer releases blacken it)
+            for one, color in zip(m, palette):
+                out = draw_segmentation_masks(out, one[None], alpha=0.45, colors=[color])
     if boxes is None or not len(boxes):
         return out
     b = boxes.as_subclass(torch.Tensor).detach().cpu().float() * scale

@@ -252,6 +252,12 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
         log.warning("resuming a run trained on %s with data from %s (same split sizes)", state["data"], cfg.data)
 
 
+def _plain_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler's state without the functions some torch releases keep in it (torch 2.1's OneCycleLR holds its
+    bound ``anneal_func``, which a weights-only load refuses); the scheduler built for the resume has its own."""
+    return {k: v for k, v in state.items() if not callable(v)}
+
+
 def _replan_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, epochs: int) -> None:
     """Continue a cosine schedule as if it had been planned for ``epochs``: the closed form at the current
     epoch, from where the scheduler's own steps carry on (they follow the closed form from any point on it)."""
@@ -384,7 +390,8 @@ def _write_checkpoints(run: _Run, cfg: FitConfig, progress: _Progress, fingerpri
         "recipe_params": asdict(cfg.recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
         "data": cfg.data, "data_fingerprint": fingerprint,
         "epoch": done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict() if run.scaler else None,
+        "scheduler": _plain_state(run.scheduler.state_dict()),
+        "scaler": run.scaler.state_dict() if run.scaler else None,
         "rng": rng_state(), "best_val_loss": progress.best, "seed": cfg.seed, "history": history,
     }
     digest = save_checkpoint(out / "last.pt", state)
