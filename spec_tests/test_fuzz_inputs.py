@@ -53,7 +53,8 @@ def _mutate_json(data: st.DataObject, doc: Any) -> bytes:
         path = data.draw(st.sampled_from(_paths(doc)), label="path")
         op = data.draw(st.sampled_from(["replace", "delete", "wrap"]), label="op")
         if not path:
-            doc = data.draw(ODD_VALUES) if op == "replace" else [doc]
+            # a copy: ODD_VALUES holds mutable lists that a later mutation of this document would change
+            doc = copy.deepcopy(data.draw(ODD_VALUES)) if op == "replace" else [doc]
             continue
         parent = doc
         for key in path[:-1]:
@@ -64,7 +65,7 @@ def _mutate_json(data: st.DataObject, doc: Any) -> bytes:
         elif op == "wrap":
             parent[key] = [parent[key]]
         else:
-            parent[key] = data.draw(ODD_VALUES, label="value")
+            parent[key] = copy.deepcopy(data.draw(ODD_VALUES, label="value"))
     text = json.dumps(doc)
     raw = text.encode(data.draw(st.sampled_from(["utf-8", "utf-8", "utf-16", "latin-1"]), label="encoding"),
                       errors="replace")
