@@ -110,7 +110,9 @@ def run_datumaro(python: Path, folder: Path) -> tuple[float, dict]:
     """Seconds for ``datum validate -t detection FOLDER`` and its report (written into a scratch folder)."""
     datum = python.parent / "datum"
     with tempfile.TemporaryDirectory(prefix="datum_validate_") as work:
-        seconds, proc = timed([str(datum), "--loglevel", "warning", "validate", "-t", "detection", str(folder)],
+        # an absolute path: datum runs in the scratch folder, where a relative one would not resolve
+        target = str(folder.resolve())
+        seconds, proc = timed([str(datum), "--loglevel", "warning", "validate", "-t", "detection", target],
                               cwd=Path(work))
         if proc.returncode != 0:
             raise RuntimeError(f"datum validate exited {proc.returncode}:\n{proc.stderr[-2000:]}")

@@ -73,41 +73,36 @@ def test_quiet_and_verbose_work_before_or_after_the_subcommand(argv, quiet, verb
     assert (a.quiet, a.verbose) == (quiet, verbose)
 
 
-def test_train_takes_batch_size_and_lr_into_the_recipe(tmp_path, monkeypatch):
+def _fit_config_of(monkeypatch, tmp_path, *options: str):
+    """The FitConfig ``tvref train`` builds from ``options``, caught just before training starts."""
     from reference import jobs
 
     seen = {}
 
     def stop(model, train, val, cfg, out, **kwargs):
-        seen["recipe"] = cfg.recipe
+        seen["cfg"] = cfg
         raise jobs.JobError("stopped before training")
 
     monkeypatch.setattr(jobs, "fit", stop)
     code = cli.main(["--quiet", "train", "--data", str(FIXTURES / "pennfudan"), "--out", str(tmp_path / "run"),
-                     "--batch-size", "3", "--lr", "0.02"])
+                     *options])
     assert code == 2
-    assert (seen["recipe"].batch_size, seen["recipe"].lr) == (3, 0.02)
+    return seen["cfg"]
+
+
+def test_train_takes_batch_size_and_lr_into_the_recipe(tmp_path, monkeypatch):
+    cfg = _fit_config_of(monkeypatch, tmp_path, "--batch-size", "3", "--lr", "0.02")
+    assert (cfg.recipe.batch_size, cfg.recipe.lr) == (3, 0.02)
 
 
 def test_train_takes_workers_into_the_fit_config(tmp_path, monkeypatch):
-    from reference import jobs
-
-    seen = {}
-
-    def stop(model, train, val, cfg, out, **kwargs):
-        seen["workers"] = cfg.workers
-        raise jobs.JobError("stopped before training")
-
-    monkeypatch.setattr(jobs, "fit", stop)
-    code = cli.main(["--quiet", "train", "--data", str(FIXTURES / "pennfudan"), "--out", str(tmp_path / "run"),
-                     "--workers", "2"])
-    assert code == 2 and seen["workers"] == 2
+    assert _fit_config_of(monkeypatch, tmp_path, "--workers", "2").workers == 2
 
 
 def test_train_refuses_a_negative_worker_count(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.build_parser().parse_args(["train", "--data", "d", "--out", "o", "--workers", "-1"])
-    assert stop.value.code == 2 and "must be 0 or more" in capsys.readouterr().err
+    assert stop.value.code == 2 and "must be at least 0" in capsys.readouterr().err
 
 
 def test_a_command_leaves_the_loggers_as_it_found_them():
