@@ -34,7 +34,7 @@ from torch import nn
 from . import distributed
 from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
 from .contract import image_id_of
-from .metric_logger import COCO_LINES, LINES, MetricLogger, SmoothedValue, emit, format_meters
+from .metric_logger import COCO_LINES, LINES, MeterAttributes, MetricLogger, SmoothedValue, emit
 from .models import iou_types
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclass
-class EpochLog:
+class EpochLog(MeterAttributes):
     """What one epoch recorded: per-iteration losses and learning rates, and the meters' averages.
 
     It also answers as the references' ``MetricLogger`` does: ``meters["loss"].global_avg``, ``.loss``,
@@ -62,15 +62,6 @@ class EpochLog:
     averages: dict[str, float] = field(default_factory=dict)
     meters: dict[str, SmoothedValue] = field(default_factory=dict, repr=False, compare=False)
     delimiter: str = field(default="  ", repr=False, compare=False)
-
-    def __getattr__(self, name: str) -> SmoothedValue:
-        meters = self.__dict__.get("meters", {})
-        if name in meters:
-            return meters[name]
-        raise AttributeError(f"'EpochLog' object has no attribute {name!r}")
-
-    def __str__(self) -> str:
-        return format_meters(self.meters, self.delimiter)
 
 
 def to_device(images: Sequence[torch.Tensor], targets: Sequence[dict], device: torch.device):

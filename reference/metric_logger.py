@@ -113,7 +113,21 @@ def format_meters(meters: dict[str, SmoothedValue], delimiter: str = "  ") -> st
     return delimiter.join(f"{name}: {meter}" for name, meter in meters.items())
 
 
-class MetricLogger:
+class MeterAttributes:
+    """What the references' ``MetricLogger`` answers, for any record holding ``meters`` and ``delimiter``:
+    ``x.loss`` for ``x.meters["loss"]``, and ``str(x)`` as the meters' line."""
+
+    def __getattr__(self, name: str) -> SmoothedValue:
+        meters = self.__dict__.get("meters", {})
+        if name in meters:
+            return meters[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __str__(self) -> str:
+        return format_meters(self.meters, self.delimiter)
+
+
+class MetricLogger(MeterAttributes):
     """Named meters in insertion order, and :meth:`log_every` which writes the references' lines."""
 
     def __init__(self, logger: logging.Logger | None = None, delimiter: str = "  "):
@@ -130,16 +144,6 @@ class MetricLogger:
             if isinstance(v, torch.Tensor):
                 v = v.item()
             self.meters.setdefault(k, SmoothedValue()).update(float(v))
-
-    def __getattr__(self, name: str) -> SmoothedValue:
-        # the references' ``logger.loss`` for ``logger.meters["loss"]``
-        meters = self.__dict__.get("meters", {})
-        if name in meters:
-            return meters[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def __str__(self) -> str:
-        return format_meters(self.meters, self.delimiter)
 
     def emit(self, message: str) -> None:
         emit(self.logger, message)
