@@ -64,6 +64,19 @@ def test_pennfudan_v2_returns_what_the_seed_001_class_returns(pf_root):
         assert a["image_id"] == b["image_id"] == i
 
 
+def test_pennfudan_v2_masks_move_with_the_image_under_a_v2_flip(pf_root):
+    """The masks are typed (tv_tensors.Mask), so a v2 transform moves them with the image and the boxes; as plain
+    tensors v2 would pass them through untouched and every flipped box would leave its mask behind."""
+    from torchvision.transforms import v2
+
+    plain, flipped = PennFudanDataset(pf_root), PennFudanDataset(pf_root, transforms=v2.RandomHorizontalFlip(p=1.0))
+    for i in range(len(plain)):
+        (_, before), (_, after) = plain[i], flipped[i]
+        assert torch.equal(after["masks"], before["masks"].flip(-1)), f"sample {i}: masks not flipped"
+    report = validate_dataset(flipped, num_classes=2)
+    assert report.violations == [], report.render_text()
+
+
 def test_pennfudan_legacy_returns_what_the_seed_000_class_returns(pf_root):
     ours, theirs = PennFudanDataset(pf_root, flavour="legacy"), TutorialPennFudanLegacy(pf_root)
     for i in range(len(ours)):
