@@ -26,6 +26,12 @@ class ListArea:
 """
 
 
+def _run(pytester, *args: str):
+    """An inner pytest in this interpreter (torch is imported once, not per run); pytest-randomly off so that
+    it does not reseed this process's random generators."""
+    return pytester.runpytest_inprocess("-p", "no:randomly", *args)
+
+
 def test_every_rule_code_a_dataset_can_break_is_checked_by_a_plugin_test():
     """Read from the rule table, the plugin's tests cannot drift from it: every code validate_dataset reports
     (all but the splits family, which needs a second dataset) belongs to exactly one contract test."""
@@ -36,13 +42,13 @@ def test_every_rule_code_a_dataset_can_break_is_checked_by_a_plugin_test():
 
 def test_a_non_tensor_area_fails_the_evaluation_fields_test_as_area_type(pytester):
     module = pytester.makepyfile(list_area=LIST_AREA_DATASET)
-    result = pytester.runpytest_subprocess("--dataset", f"{module}:ListArea", "--num-classes", "2")
+    result = _run(pytester, "--dataset", f"{module}:ListArea", "--num-classes", "2")
     result.assert_outcomes(passed=FAMILY_COUNT - 1, failed=1)
     result.stdout.fnmatch_lines(["*contract*evaluation_fields*", "*AREA_TYPE (sample 0, area)*"])
 
 
 def test_a_valid_dataset_passes_every_contract_family(pytester):
-    result = pytester.runpytest_subprocess("--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2")
+    result = _run(pytester, "--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2")
     result.assert_outcomes(passed=FAMILY_COUNT)
 
 
@@ -51,6 +57,7 @@ def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester)
     and the libraries' known deprecation warnings are not shown."""
     pytester.makepyfile(test_theirs="def test_theirs():\n    assert False\n")
     pytester.mkpydir("sub").joinpath("conftest.py").write_text("raise ImportError('not importable here')\n")
+    # a fresh interpreter: in this one the libraries were imported already and their warnings said
     result = pytester.runpytest_subprocess("--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2",
                                            "--max-samples", "3")
     result.assert_outcomes(passed=FAMILY_COUNT)
@@ -59,11 +66,11 @@ def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester)
 
 def test_without_options_the_plugin_imports_no_torch(pytester):
     pytester.makepyfile("import sys\n\ndef test_no_torch():\n    assert 'torch' not in sys.modules\n")
-    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)  # a fresh interpreter: torch unloaded
 
 
 def test_a_broken_dataset_fails_the_family_naming_codes_and_indices(pytester):
-    result = pytester.runpytest_subprocess("--dataset", TUTORIAL_V2, "--dataset-arg",
+    result = _run(pytester, "--dataset", TUTORIAL_V2, "--dataset-arg",
                                            f"root={FIXTURES / 'pennfudan' / 'val'}", "--dataset-arg",
                                            "alter='label0'", "--max-samples", "4")
     result.assert_outcomes(passed=FAMILY_COUNT - 1, failed=1)
@@ -72,11 +79,11 @@ def test_a_broken_dataset_fails_the_family_naming_codes_and_indices(pytester):
 
 def test_without_dataset_the_plugin_adds_nothing(pytester):
     pytester.makepyfile("def test_plain():\n    assert True\n")
-    result = pytester.runpytest_subprocess()
+    result = _run(pytester)
     result.assert_outcomes(passed=1)
 
 
 def test_an_unloadable_dataset_is_a_usage_error(pytester):
-    result = pytester.runpytest_subprocess("--dataset", "no_such_module_xyz:Thing")
+    result = _run(pytester, "--dataset", "no_such_module_xyz:Thing")
     assert result.ret == 4  # pytest's exit code for usage errors
     result.stderr.fnmatch_lines(["*cannot import module*"])

@@ -251,18 +251,20 @@ def test_a_missing_or_garbage_snapshot_exits_two_naming_it(content, match, check
 
 
 def _plugin_args(snapshot_file: Path, ckpt: Path) -> list[str]:
+    """Arguments for an inner pytest run in this interpreter (torch imported once); pytest-randomly off so that
+    it does not reseed this process's random generators."""
     return ["-p", "no:randomly", "--snapshot", str(snapshot_file), "--snapshot-checkpoint", str(ckpt),
             "--snapshot-data", str(DATA)]
 
 
 def test_pytest_snapshot_passes_for_an_unchanged_model(pytester, snapshot_file, checkpoint):
-    result = pytester.runpytest_subprocess(*_plugin_args(snapshot_file, checkpoint), "-v")
+    result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, checkpoint), "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*snapshot?snap.json?*PASSED*"])
 
 
 def test_pytest_snapshot_fails_for_a_drifted_model(pytester, snapshot_file, drifted):
-    result = pytester.runpytest_subprocess(*_plugin_args(snapshot_file, drifted))
+    result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, drifted))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*snap.json: * changes beyond tolerance:*", "*box moved*", "*snapshot check: FAIL*"])
 
