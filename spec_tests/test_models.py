@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -23,6 +24,32 @@ HEAD_PREFIXES = ("roi_heads.box_predictor", "roi_heads.mask_predictor", "roi_hea
 
 def _kwargs(name):
     return {} if name == "small_maskrcnn" else dict(SMALL)
+
+
+@pytest.fixture(scope="module")
+def golden_model():
+    """``golden.golden_model(name)``, built once per name and handed out as a deep copy (tests run it in train
+    mode, which moves BatchNorm statistics): building a resnet50 zoo model costs about a second."""
+    built = {}
+
+    def get(name):
+        if name not in built:
+            built[name] = golden.golden_model(name)
+        return copy.deepcopy(built[name])
+    return get
+
+
+@pytest.fixture(scope="module")
+def architecture_record(golden_model):
+    """``golden.compute`` per builder, run once: the golden test compares it, the loss-key test reads its
+    train-mode loss dict (the same forward pass on the same inputs)."""
+    records = {}
+
+    def get(name):
+        if name not in records:
+            records[name] = golden.compute(golden_model(name), name)
+        return records[name]
+    return get
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -54,15 +81,14 @@ def test_mobilenet_backbone_has_the_tutorials_anchor_and_pooler_configuration():
 
 
 @pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn"])
-def test_training_forward_returns_exactly_the_tutorials_loss_keys(name):
-    model = golden.golden_model(name).train()
-    images, targets = golden.golden_inputs()
-    assert list(model(images, targets)) == MASK_RCNN_LOSSES
+def test_training_forward_returns_exactly_the_tutorials_loss_keys(name, architecture_record):
+    # the record's losses are the train-mode forward's dict on the golden inputs and targets, in its order
+    assert list(architecture_record(name)["losses"]) == MASK_RCNN_LOSSES
 
 
 @pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
-def test_eval_outputs_have_documented_dtypes_shapes_and_no_background_label(name):
-    model = golden.golden_model(name).eval()
+def test_eval_outputs_have_documented_dtypes_shapes_and_no_background_label(name, golden_model):
+    model = golden_model(name).eval()
     images, _ = golden.golden_inputs()
     with torch.inference_mode():
         outputs = model(images)
@@ -78,8 +104,8 @@ def test_eval_outputs_have_documented_dtypes_shapes_and_no_background_label(name
 
 
 @pytest.mark.parametrize("name", ["small_maskrcnn", "maskrcnn_resnet50_fpn"])
-def test_images_without_objects_give_zero_regression_and_mask_losses(name):
-    model = golden.golden_model(name).train()
+def test_images_without_objects_give_zero_regression_and_mask_losses(name, golden_model):
+    model = golden_model(name).train()
     images, _ = golden.golden_inputs()
     empty = [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64),
               "masks": torch.zeros((0, *img.shape[-2:]), dtype=torch.uint8)} for img in images]
@@ -92,9 +118,10 @@ def test_images_without_objects_give_zero_regression_and_mask_losses(name):
 @pytest.mark.parametrize("name", ZOO)
 def test_surgery_keeps_every_pretrained_parameter_outside_the_heads(name, tmp_path):
     torch.manual_seed(1)
-    source = BUILDERS[name](num_classes=91, weights=None, **SMALL)  # stands in for the COCO checkpoint
-    if name.startswith("keypoint"):
+    if name.startswith("keypoint"):  # stands in for the COCO checkpoint
         source = tvd.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, **SMALL)
+    else:
+        source = BUILDERS[name](num_classes=91, weights=None, **SMALL)
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "coco.pth"
     torch.save(state, path)
@@ -169,8 +196,15 @@ def _trained(**kw):
     return golden.compute_trained(golden.trained_model(), **kw)
 
 
-def test_trained_golden_outputs_match(trained_golden):
-    diffs = golden.compare_trained(_trained(), trained_golden)
+@pytest.fixture(scope="module")
+def trained_actual():
+    """``_trained()`` (float32, contiguous, the process's thread count), computed once for the tests that
+    compare with it; a test that changes it works on a copy."""
+    return {"threads": torch.get_num_threads(), "record": _trained()}
+
+
+def test_trained_golden_outputs_match(trained_golden, trained_actual):
+    diffs = golden.compare_trained(trained_actual["record"], trained_golden)
     assert not diffs, (f"the trained model differs from its golden record (made with torch "
                        f"{trained_golden['torch']}, torchvision {trained_golden['torchvision']}):\n" + "\n".join(diffs))
 
@@ -202,9 +236,9 @@ def test_trained_golden_names_a_changed_mask():
     assert any("mask IoU" in d for d in diffs)
 
 
-def test_trained_golden_names_a_lost_detection(trained_golden):
+def test_trained_golden_names_a_lost_detection(trained_golden, trained_actual):
     stored = json.loads(json.dumps(trained_golden))
-    actual = _trained()
+    actual = copy.deepcopy(trained_actual["record"])
     image = next(im for im in actual["images"] if im["scores"] and im["scores"][0] > 0.5)
     for key in ("boxes", "scores", "labels", "masks"):
         del image[key][0]
@@ -215,9 +249,9 @@ def test_trained_golden_names_a_lost_detection(trained_golden):
 # --- golden outputs: the builders' architecture -------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(BUILDERS))
-def test_architecture_golden_outputs_match(name):
+def test_architecture_golden_outputs_match(name, architecture_record):
     expected = json.loads(golden.path_for(name).read_text())
-    actual = golden.compute(golden.golden_model(name), name)
+    actual = architecture_record(name)
     diffs = golden.compare(actual, expected)
     assert not diffs, (f"{name} differs from its golden file (made with torch {expected['torch']}, "
                        f"torchvision {expected['torchvision']}):\n" + "\n".join(diffs))
@@ -231,22 +265,24 @@ def test_golden_files_record_the_versions_that_made_them():
 
 # --- parity (the trained model; tolerances as the golden record's unless said) -----------------------------
 
-def test_one_and_two_threads_agree():
-    torch.set_num_threads(1)
-    one = _trained()
-    torch.set_num_threads(2)
-    two = _trained()
-    assert golden.compare_trained(one, two) == []
+def test_one_and_two_threads_agree(trained_actual):
+    runs = {trained_actual["threads"]: trained_actual["record"]}  # the shared run, when it used 1 or 2 threads
+    for threads in (1, 2):
+        if threads not in runs:
+            torch.set_num_threads(threads)
+            runs[threads] = _trained()
+    assert golden.compare_trained(runs[1], runs[2]) == []
 
 
-def test_float64_agrees_with_float32():
+def test_float64_agrees_with_float32(trained_actual):
     f64 = golden.compute_trained(golden.trained_model(), dtype=torch.float64)
-    assert golden.compare_trained(f64, _trained(), golden.PARITY_DTYPE_TOLERANCES, golden.PARITY_DTYPE_LOSS_RTOL) == []
+    assert golden.compare_trained(f64, trained_actual["record"], golden.PARITY_DTYPE_TOLERANCES,
+                                  golden.PARITY_DTYPE_LOSS_RTOL) == []
 
 
-def test_channels_last_agrees_with_contiguous():
+def test_channels_last_agrees_with_contiguous(trained_actual):
     model = golden.trained_model().to(memory_format=torch.channels_last)
-    assert golden.compare_trained(golden.compute_trained(model), _trained()) == []
+    assert golden.compare_trained(golden.compute_trained(model), trained_actual["record"]) == []
 
 
 def test_torchscript_agrees_with_eager_on_images_the_model_does_not_resize():
@@ -266,6 +302,6 @@ def test_torchscript_agrees_with_eager_on_images_the_model_does_not_resize():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("device", accelerators() or ["cuda"])
-def test_accelerator_matches_the_cpu(device):
+def test_accelerator_matches_the_cpu(device, trained_actual):
     on_device = golden.compute_trained(golden.trained_model(), device=device)
-    assert golden.compare_trained(on_device, _trained(), golden.PARITY_DEVICE_TOLERANCES) == []
+    assert golden.compare_trained(on_device, trained_actual["record"], golden.PARITY_DEVICE_TOLERANCES) == []
