@@ -48,8 +48,9 @@ def test_train_command_runs_under_torchrun_and_only_rank_zero_writes(tmp_path):
     data = tmp_path / "data"
     from reference.testing.synthetic import generate
 
-    generate("pennfudan", data / "train", count=8, seed=1)
-    generate("pennfudan", data / "val", count=4, seed=2)
+    # one batch of two images and one validation image per rank: what is checked is who writes, not training
+    generate("pennfudan", data / "train", count=4, seed=1)
+    generate("pennfudan", data / "val", count=2, seed=2)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reference",
            "--quiet", "train", "--data", str(data), "--out", str(out), "--epochs", "1", "--print-freq", "100"]
