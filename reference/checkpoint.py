@@ -71,7 +71,7 @@ def tensors_sha256(state: dict[str, Any]) -> str:
     for name, t in _walk_tensors(body, ""):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # hashed in place (no copy through tobytes)
     return h.hexdigest()
 
 
