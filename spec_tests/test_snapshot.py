@@ -250,6 +250,23 @@ def test_a_missing_or_garbage_snapshot_exits_two_naming_it(content, match, check
     assert "Traceback" not in err[0]
 
 
+COMMITTED = FIXTURES / "golden" / "small_maskrcnn_ci.snap.json"
+
+
+def test_the_trained_checkpoint_still_gives_its_committed_snapshot():
+    """The suite's own upgrade check, as a user runs it: the trained fixture checkpoint on the first 20 bundled
+    validation images, against a snapshot recorded once (torch 2.14.1) and committed. Its tolerances are tight
+    (box 0.01 px, score 1e-4, mask IoU 0.99, every COCO stat 0.001): torch 2.1.2 and 2.5.1 reproduce it with
+    zero drift (measured), while evaluation changes (mask threshold, box convention, ground-truth areas and ids)
+    move the stats by far more."""
+    expected = snap.load(COMMITTED)
+    tol = snap.Tolerances.from_dict(expected["tolerances"])
+    actual = snap.record_checkpoint(TRAINED, DATA, max_images=len(expected["images"]), tolerances=tol,
+                                    batch_size=expected["batch_size"], mask_threshold=expected["mask_threshold"])
+    diff = snap.compare(expected, actual, tol)
+    assert diff.ok, "\n".join(diff.failures())
+
+
 def _plugin_args(snapshot_file: Path, ckpt: Path) -> list[str]:
     """Arguments for an inner pytest run in this interpreter (torch imported once); pytest-randomly off so that
     it does not reseed this process's random generators."""
