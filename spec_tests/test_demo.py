@@ -3,7 +3,7 @@ weights on the bundled data (seed 0, CPU), every promised file written, and the 
 
 The demo's training is the accuracy gate's run (``reference.jobs.run_gate`` trains the same way, without the
 per-epoch validation, which runs on a forked RNG and leaves the weights alone). It is the one slow part of the
-default tier (~1.5 min on one core), so it runs once per module and every test here is marked ``gate``:
+default tier (~1 min on one core), so it runs once per module and every test here is marked ``gate``:
 ``conftest.py`` schedules them first, so that under ``pytest -n 2`` the rest of the suite runs beside them.
 """
 
@@ -21,8 +21,10 @@ from PIL import Image
 
 from reference import gate
 from reference.cli import main
+from reference.training import get_recipe
 
 pytestmark = pytest.mark.gate
+EPOCHS = get_recipe("ci").epochs  # the demo trains the ci recipe
 
 
 @dataclass
@@ -63,7 +65,7 @@ def test_demo_without_verbose_prints_a_compact_summary(demo):
     lines = demo.printed.splitlines() + demo.stderr.splitlines()
     assert len(lines) <= 40, "\n".join(lines)
     assert not any(line.startswith(("Epoch: [", "IoU metric", " Average Precision")) for line in lines)
-    assert sum(line.startswith("epoch ") for line in demo.stderr.splitlines()) == 4  # one line per epoch
+    assert sum(line.startswith("epoch ") for line in demo.stderr.splitlines()) == EPOCHS  # one line per epoch
 
 
 def test_demo_prints_its_ap_and_where_its_files_are(demo):
@@ -73,7 +75,7 @@ def test_demo_prints_its_ap_and_where_its_files_are(demo):
 
 def test_demo_report_has_stats_epochs_validation_and_versions(demo):
     report = demo.report()
-    assert set(report["coco"]) == {"bbox", "segm"} and len(report["epochs"]) == report["epochs_run"] == 4
+    assert set(report["coco"]) == {"bbox", "segm"} and len(report["epochs"]) == report["epochs_run"] == EPOCHS
     assert report["validation"]["train"]["errors"] == 0 and report["validation"]["val"]["errors"] == 0
     assert {"torch", "torchvision", "pycocotools"} <= set(report["versions"])
     md = (demo.out / "report.md").read_text()
@@ -82,7 +84,7 @@ def test_demo_report_has_stats_epochs_validation_and_versions(demo):
 
 def test_demo_writes_checkpoint_metadata_plot_and_pictures(demo):
     meta = json.loads((demo.out / "checkpoint.json").read_text())
-    assert meta["model_name"] == "small_maskrcnn" and meta["epochs_done"] == 4
+    assert meta["model_name"] == "small_maskrcnn" and meta["epochs_done"] == EPOCHS
     for name in ("history.png", "predictions_0.png", "predictions_3.png"):
         with Image.open(demo.out / name) as im:
             assert im.width > 400

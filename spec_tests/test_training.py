@@ -18,7 +18,8 @@ from reference.transforms import evaluation, tutorial
 
 from .conftest import FIXTURES
 
-RECIPE = replace(get_recipe("ci"), epochs=3, eval_every=2)
+# the references' warmup on, as the tutorial recipe has it: resume and seeding are checked through its scheduler too
+RECIPE = replace(get_recipe("ci"), epochs=3, eval_every=2, warmup=True)
 
 
 def _data():
