@@ -515,7 +515,7 @@ def build_command(extra: str, clean: bool, markers: str | None = None) -> list[s
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "regressions", "-p", "no:randomly",
            "-p", "no:cacheprovider"] + ([] if clean else ["-x"]) + (["-m", markers] if markers else [])
     if importlib.util.find_spec("xdist") is not None:
-        cmd += ["-n", "2", "--dist", "loadfile"]
+        cmd += ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
     elif importlib.util.find_spec("pytest_benchmark") is not None:
         cmd += ["--benchmark-skip"]  # as under xdist, where the benchmarks skip themselves
     return cmd + shlex.split(extra)

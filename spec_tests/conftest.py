@@ -11,8 +11,10 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, settings
+
+# torch is imported inside the hooks and fixtures that use it: pytest-xdist's controller process loads this
+# file too, runs no test, and would otherwise spend seconds importing torch before the workers start
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["pytester"]
@@ -27,6 +29,8 @@ settings.load_profile("default")
 @pytest.fixture(autouse=True)
 def _isolated_rng():
     """No test sees RNG state left behind by another (order independence)."""
+    import torch
+
     torch_state, py_state = torch.get_rng_state(), random.getstate()
     threads = torch.get_num_threads()
     torch.manual_seed(0)
@@ -43,6 +47,8 @@ def fixtures_dir() -> Path:
 
 
 def accelerators() -> list[str]:
+    import torch
+
     devs = []
     if torch.cuda.is_available():
         devs.append("cuda")
@@ -56,6 +62,8 @@ def pytest_configure(config):
     # oversubscribe the machine, so each worker gets its share of the cores
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
+        import torch
+
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
@@ -71,5 +79,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
         if "benchmark_run" in item.keywords and in_xdist_worker:
             item.add_marker(shared)
-    # the long training run goes first, so that pytest -n 2 runs everything else beside it
-    items.sort(key=lambda item: "gate" not in item.keywords)
+    # Longest first: the gate's training, then the files with the most CPU time (measured; pytest -n 2 --dist
+    # loadfile --no-loadscope-reorder hands whole files out in this order), so that neither worker is left with
+    # a long file at the end while the other idles. Within a rank the order stays pytest-randomly's.
+    items.sort(key=lambda item: ("gate" not in item.keywords, _file_rank(item)))
+
+
+LONGEST_FILES = ("test_models.py", "test_training.py", "test_contract_properties.py", "test_transforms.py")
+
+
+def _file_rank(item) -> int:
+    name = item.path.name
+    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)

@@ -15,6 +15,8 @@ from reference.training import make_loader
 from .conftest import ROOT
 from .dist_worker import MeanModel, eval_dataset, eval_model, step_batch
 
+pytestmark = pytest.mark.extended  # three interpreters per torchrun launch: the extended tier
+
 # Gradients are averaged by an all-reduce in float32: the sum of two halves may round differently from the
 # whole batch's, by a few ulps.
 GRAD_TOL = 1e-6

@@ -27,6 +27,8 @@ from reference.cli import main
 
 from .conftest import FIXTURES
 
+pytestmark = pytest.mark.extended  # robustness against hostile files, not results: the extended tier
+
 EXAMPLES = 3 * settings.default.max_examples
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reference.contract import FAMILIES, RULES
 from reference.testing.pytest_plugin import contract_families
 
@@ -52,6 +54,7 @@ def test_a_valid_dataset_passes_every_contract_family(pytester):
     result.assert_outcomes(passed=FAMILY_COUNT)
 
 
+@pytest.mark.extended  # a fresh interpreter importing torch: the extended tier
 def test_with_dataset_only_the_contract_runs_whatever_the_folder_holds(pytester):
     """The user's folder has tests of its own and a conftest that cannot be imported here: neither is touched,
     and the libraries' known deprecation warnings are not shown."""
