@@ -3,7 +3,7 @@ weights on the bundled data (seed 0, CPU), every promised file written, and the 
 
 The demo's training is the accuracy gate's run (``reference.jobs.run_gate`` trains the same way, without the
 per-epoch validation, which runs on a forked RNG and leaves the weights alone). It is the one slow part of the
-default tier (~1 min on one core), so it runs once per module and every test here is marked ``gate``:
+default tier (~1.5 min on one core), so it runs once per module and every test here is marked ``gate``:
 ``conftest.py`` schedules them first, so that under ``pytest -n 2`` the rest of the suite runs beside them.
 """
 
