@@ -18,13 +18,14 @@ from reference.transforms import evaluation, tutorial
 
 from .conftest import FIXTURES
 
-# the references' warmup on, as the tutorial recipe has it: resume and seeding are checked through its scheduler too
-RECIPE = replace(get_recipe("ci"), epochs=3, eval_every=2, warmup=True)
+# the references' warmup on, as the tutorial recipe has it: resume and seeding are checked through its scheduler too.
+# Two images a batch, four a split: two iterations an epoch (a kill can land mid-epoch), each as cheap as can be.
+RECIPE = replace(get_recipe("ci"), epochs=3, eval_every=2, warmup=True, batch_size=2)
 
 
 def _data():
-    train = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "train", tutorial(True)), range(8))
-    val = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(4))
+    train = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "train", tutorial(True)), range(4))
+    val = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(2))
     return train, val
 
 
@@ -91,7 +92,7 @@ def test_outputs_follow_the_umask(tmp_path):
 def test_resuming_a_run_killed_mid_epoch_gives_the_uninterrupted_weights_bit_for_bit(uninterrupted, tmp_path):
     train, val = _data()
     with pytest.raises(KeyboardInterrupt):
-        fit(_model(), _KillAt(train, 8 + 8 + 5), val, _cfg(), tmp_path)  # in epoch 2, after 5 of 8 samples
+        fit(_model(), _KillAt(train, 4 + 4 + 3), val, _cfg(), tmp_path)  # in epoch 2, after 3 of 4 samples
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
     fit(_model(), train, val, _cfg(), tmp_path, resume=tmp_path / "last.pt")
     resumed = load_checkpoint(tmp_path / "last.pt")
@@ -192,10 +193,10 @@ def test_resuming_with_another_seed_or_data_is_refused_naming_both(uninterrupted
     train, val = _data()
     save_checkpoint(tmp_path / "c.pt", uninterrupted[1])
     with pytest.raises(CheckpointError) as info:
-        fit(_model(), Subset(train, range(6)), val, FitConfig("small_maskrcnn", 2, RECIPE, epochs=3, seed=8),
+        fit(_model(), Subset(train, range(3)), val, FitConfig("small_maskrcnn", 2, RECIPE, epochs=3, seed=8),
             tmp_path / "out", resume=tmp_path / "c.pt")
     assert "seed 7 in the checkpoint, 8 now" in str(info.value)
-    assert "data train_samples 8 in the checkpoint, 6 now" in str(info.value)
+    assert "data train_samples 4 in the checkpoint, 3 now" in str(info.value)
 
 
 class _Tiny(torch.nn.Module):
