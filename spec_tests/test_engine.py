@@ -137,3 +137,36 @@ def test_integer_image_ids_stay_python_ints_on_the_way_to_the_model():
     model = Spy()
     train_one_epoch(model, sgd(model), batches(2), "cpu", epoch=0)
     assert seen == [int] * 4
+
+
+# --- side-by-side inference -------------------------------------------------------------------------------------
+
+class EchoDetector(nn.Module):
+    """Stands in for a detector in eval mode: one detection per image, scored by the image's mean."""
+
+    def forward(self, images):
+        return [{"boxes": torch.zeros((1, 4)), "scores": img.mean().reshape(1), "labels": torch.ones(1)}
+                for img in images]
+
+
+def test_side_by_side_inference_keeps_loader_order_and_a_bounded_look_ahead_on_a_long_loader():
+    """Twelve batches on two threads: every batch yielded in loader order with the one-thread outputs, and
+    never more than ``2 * threads + 1`` batches fetched ahead of the one yielded (memory stays flat)."""
+    from reference.engine import predict_batches
+
+    data = batches(12)
+    fetched = []
+
+    def loader():
+        for i, batch in enumerate(data):
+            fetched.append(i)
+            yield batch
+
+    plain = [outputs for _, _, outputs, _ in predict_batches(EchoDetector(), data, "cpu", threads=1)]
+    ahead, side_by_side = [], []
+    for yielded, (_, targets, outputs, _) in enumerate(predict_batches(EchoDetector(), loader(), "cpu", threads=2)):
+        ahead.append(len(fetched) - yielded)
+        side_by_side.append((targets[0]["image_id"], outputs))
+    assert [i for i, _ in side_by_side] == [2 * b for b in range(12)]
+    assert all(torch.equal(a[0]["scores"], b[0]["scores"]) for (_, a), b in zip(side_by_side, plain))
+    assert max(ahead) == 2 * 2 + 1  # the bound is reached on a loader this long, and kept
