@@ -455,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     t = _sub(sub, "train", help="train a model (also under torchrun)")
-    t.add_argument("--data", required=True, help="dataset folder, with train/ and val/ or split 4:1 (required)")
+    t.add_argument("--data", required=True,
+                   help="dataset folder, with train/ and val/ (or valid/, as Roboflow exports) or split 4:1 (required)")
     t.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
     t.add_argument("--model", default="small_maskrcnn", choices=MODELS, help="model to build")
     t.add_argument("--recipe", default="ci", choices=RECIPES,
@@ -484,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = _sub(sub, "evaluate", help="COCO evaluation of a checkpoint")
     e.add_argument("--checkpoint", required=True, help="a checkpoint of this project (required)")
-    e.add_argument("--data", required=True, help="dataset folder; its val/ subfolder when present (required)")
+    e.add_argument("--data", required=True,
+                   help="dataset folder; its val/ (or valid/) subfolder when present (required)")
     e.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
     e.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     e.add_argument("--backend", default="pycocotools", choices=["pycocotools", "faster_coco_eval"],

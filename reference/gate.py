@@ -49,6 +49,11 @@ class GateCheck:
             return "PASS"
         return "FAIL (lower)" if self.actual < self.expected else "FAIL (higher: results changed; update expected)"
 
+    def to_dict(self) -> dict:
+        """The check as a report.json record: its row, the actual value, and whether it passed."""
+        return {"task": self.task, "metric": self.metric, "expected": self.expected, "tolerance": self.tolerance,
+                "actual": self.actual, "passed": self.passed}
+
     def __str__(self) -> str:
         actual = "missing" if self.actual is None else round(self.actual, 4)
         return (f"{self.verdict} {self.task} {self.metric}: actual {actual}, expected {self.expected} "

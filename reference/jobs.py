@@ -199,16 +199,33 @@ def held_out_count(n: int) -> int:
     return max(1, n // 5)
 
 
+# the validation split's folder names: ``val/`` (Penn-Fudan's layout here, CVAT, COCO) and ``valid/`` (Roboflow's
+# exports: train/, valid/, test/)
+VAL_FOLDERS = ("val", "valid")
+
+
+def validation_folder(data: Path, *, beside_train: bool = True) -> Path | None:
+    """``data``'s validation split folder (beside ``train/`` unless ``beside_train`` is off), or None; both
+    names present is refused as ambiguous."""
+    found = [data / name for name in VAL_FOLDERS if (data / name).is_dir()]
+    if len(found) > 1:
+        raise JobError(f"--data {data}: both {found[0].name}/ and {found[1].name}/ inside; keep the validation "
+                       "split in one of them")
+    return found[0] if found and (not beside_train or (data / "train").is_dir()) else None
+
+
 def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset, int]:
     """Train and validation datasets, and the class count (background included).
 
-    A folder with ``train/`` and ``val/`` inside is used as given; a single folder is split by a permutation
-    seeded by ``seed``, its last :func:`held_out_count` samples held out for validation.
+    A folder with ``train/`` and ``val/`` (or Roboflow's ``valid/``) inside is used as given (a ``test/`` split
+    is left alone); a single folder is split by a permutation seeded by ``seed``, its last
+    :func:`held_out_count` samples held out for validation.
     """
-    if (data / "train").is_dir() and (data / "val").is_dir():
+    val_folder = validation_folder(data)
+    if val_folder is not None:
         train = _open(data / "train", fmt, recipe, True)
         classes = getattr(train, "class_names", None)
-        val = _open(data / "val", fmt, recipe, False, classes)
+        val = _open(val_folder, fmt, recipe, False, classes)
     else:
         train_all = _open(data, fmt, recipe, True)
         val_all = _open(data, fmt, recipe, False)
@@ -403,7 +420,7 @@ def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, bac
         recipe = get_recipe(state.get("recipe", "ci"))
     except (ValueError, TypeError) as exc:
         raise JobError(f"{checkpoint}: recipe {_short(state.get('recipe'))} is not one of this project's") from exc
-    ds = _open(data / "val" if (data / "val").is_dir() else data, fmt, recipe, False)
+    ds = _open(validation_folder(data, beside_train=False) or data, fmt, recipe, False)
     classes = _num_classes(ds)
     if classes != int(state["num_classes"]):
         raise JobError(f"{data}: {classes} classes, but the model in {checkpoint} has {state['num_classes']}")
@@ -461,15 +478,16 @@ def write_prediction_pictures(checkpoint: Path, val: Dataset, out_dir: Path, cou
     return paths
 
 
-def _demo_gate(final: CocoResult | None, epochs: int | None) -> tuple[list[str], bool | None]:
-    """The gate's lines for the report, and whether it passed (None when it was not checked)."""
+def _demo_gate(final: CocoResult | None, epochs: int | None) -> tuple[list[str], bool | None, list[dict]]:
+    """The gate's lines for the report, whether it passed (None when it was not checked), and one record per
+    check (empty when not checked)."""
     if epochs is not None:
-        return ["not checked: --epochs differs from the recipe"], None
+        return ["not checked: --epochs differs from the recipe"], None, []
     try:
         checks = check_gate(final, gate_for("ci"))
     except GateUnavailable as exc:
-        return [f"not checked: {exc}"], None
-    return [str(c) for c in checks], all(c.passed for c in checks)
+        return [f"not checked: {exc}"], None, []
+    return [str(c) for c in checks], all(c.passed for c in checks), [c.to_dict() for c in checks]
 
 
 def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None,
@@ -489,7 +507,7 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None,
     result, report = run_train(TrainOptions(data=data, out=out, epochs=epochs, seed=seed, overwrite=overwrite),
                                on_epoch=on_epoch)
     report["validation"] = {k: v.to_dict()["summary"] for k, v in validation.items()}
-    report["gate"], report["gate_passed"] = _demo_gate(result.final, epochs)
+    report["gate"], report["gate_passed"], report["gate_checks"] = _demo_gate(result.final, epochs)
     paths = write_report(report, out)
     val = open_dataset(data / "val", "pennfudan", transforms_for(get_recipe("ci"), False))
     pictures = write_prediction_pictures(out / "last.pt", val, out)

@@ -56,3 +56,24 @@ def test_validate_with_val_finds_a_shared_image_and_strict_fails_on_it(tmp_path,
     code = main(["--quiet", "validate", str(out / "train"), "--val", str(out / "valid"), "--strict"])
     text = capsys.readouterr().out
     assert code == 1 and "SPLIT_DUPLICATE_IMAGE" in text and "the same pixels as training sample 1" in text
+
+
+def test_a_roboflow_export_trains_on_train_and_validates_on_valid(tmp_path):
+    """Roboflow writes train/, valid/ and test/; valid/ is the validation split (test/ is left alone)."""
+    from reference.jobs import split_datasets
+    from reference.training import get_recipe
+
+    out = tool_exports.write_roboflow(tool_exports.write_labelme(tmp_path / "lm"), tmp_path / "rf",
+                                      {"train": ["scene_0", "scene_1"], "valid": ["scene_2"], "test": ["scene_1"]})
+    train, val, num_classes = split_datasets(out, None, get_recipe("ci"), seed=0)
+    assert (len(train), len(val), num_classes) == (2, 1, 3)
+    assert val.root == out / "valid"
+
+
+def test_both_val_and_valid_beside_train_are_refused_as_ambiguous(tmp_path, capsys):
+    out = tool_exports.write_roboflow(tool_exports.write_labelme(tmp_path / "lm"), tmp_path / "rf",
+                                      {"train": ["scene_0", "scene_1"], "valid": ["scene_2"], "val": ["scene_2"]})
+    assert main(["--quiet", "train", "--data", str(out), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {out}: both val/ and valid/ inside" in err and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "run").glob("*"))  # refused before training: nothing written

@@ -60,6 +60,20 @@ def test_demo_lands_within_the_accuracy_gate(demo):
     assert lines.count("PASS") == len(report["gate"]) >= 2, lines
 
 
+def test_demo_report_records_each_gate_check_with_its_own_verdict(demo):
+    """report.json: one record per gate row (expected, tolerance, actual, passed), agreeing with the lines."""
+    try:
+        rows = gate.gate_for("ci")
+    except gate.GateUnavailable:  # no rows for this torch line: nothing checked, nothing recorded
+        rows = []
+    report = demo.report()
+    checks = report["gate_checks"]
+    assert [c["metric"] for c in checks] == [g.metric for g in rows]
+    for c, line in zip(checks, report["gate"]):
+        assert c["passed"] is (abs(c["actual"] - c["expected"]) <= c["tolerance"]) is line.startswith("PASS")
+    assert report["gate_passed"] is (all(c["passed"] for c in checks) if rows else None)
+
+
 def test_demo_without_verbose_prints_a_compact_summary(demo):
     """No per-iteration lines or COCO tables without --verbose (issue 15: it printed about 290 lines)."""
     lines = demo.printed.splitlines() + demo.stderr.splitlines()
