@@ -170,7 +170,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _open(root: Path, fmt: str | None, recipe: Recipe, train: bool, classes: list[str] | None = None):
+def _open(root: Path, fmt: str | None, recipe: Recipe, train: bool, classes: str | list[str] | None = None):
     """A dataset folder opened with the recipe's transforms; loader errors become one line naming the file."""
     try:
         ds = open_dataset(root, fmt, transforms_for(recipe, train), classes)
@@ -214,21 +214,22 @@ def validation_folder(data: Path, *, beside_train: bool = True) -> Path | None:
     return found[0] if found and (not beside_train or (data / "train").is_dir()) else None
 
 
-def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset, int]:
+def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int,
+                   classes: str | None = None) -> tuple[Dataset, Dataset, int]:
     """Train and validation datasets, and the class count (background included).
 
     A folder with ``train/`` and ``val/`` (or Roboflow's ``valid/``) inside is used as given (a ``test/`` split
     is left alone); a single folder is split by a permutation seeded by ``seed``, its last
-    :func:`held_out_count` samples held out for validation.
+    :func:`held_out_count` samples held out for validation. ``classes`` fixes the class names and their ids
+    (see :func:`reference.datasets.parse_classes`); without it the training split's own classes are used.
     """
     val_folder = validation_folder(data)
     if val_folder is not None:
-        train = _open(data / "train", fmt, recipe, True)
-        classes = getattr(train, "class_names", None)
-        val = _open(val_folder, fmt, recipe, False, classes)
+        train = _open(data / "train", fmt, recipe, True, classes)
+        val = _open(val_folder, fmt, recipe, False, classes or getattr(train, "class_names", None))
     else:
-        train_all = _open(data, fmt, recipe, True)
-        val_all = _open(data, fmt, recipe, False)
+        train_all = _open(data, fmt, recipe, True, classes)
+        val_all = _open(data, fmt, recipe, False, classes)
         if len(train_all) < 2:
             raise JobError(f"--data {data}: {len(train_all)} sample(s); training needs at least 2 (one is held out "
                            "for validation), or train/ and val/ subfolders")
@@ -291,6 +292,7 @@ class TrainOptions:
     batch_size: int | None = None  # the recipe's unless given
     lr: float | None = None  # the recipe's unless given
     workers: int = 0  # DataLoader worker processes; 0 loads in this process
+    classes: str | None = None  # the object classes, as validate's --classes takes them (FILE or A,B,...)
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
@@ -325,7 +327,7 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     seed_everything(opts.seed)
-    train, val, num_classes = split_datasets(opts.data, opts.fmt, recipe, opts.seed)
+    train, val, num_classes = split_datasets(opts.data, opts.fmt, recipe, opts.seed, opts.classes)
     try:
         model = build_model(opts.model, num_classes, opts.weights)
     except (ValueError, FileNotFoundError) as exc:

@@ -77,3 +77,25 @@ def test_both_val_and_valid_beside_train_are_refused_as_ambiguous(tmp_path, caps
     err = capsys.readouterr().err
     assert f"--data {out}: both val/ and valid/ inside" in err and len(err.strip().splitlines()) == 1
     assert not any((tmp_path / "run").glob("*"))  # refused before training: nothing written
+
+
+def test_train_classes_fix_the_class_ids_in_the_order_given(tmp_path):
+    """labelme's labels.txt says person, bottle; without --classes the folder's labels are sorted (bottle first)."""
+    from reference.jobs import dataset_classes, split_datasets
+    from reference.training import get_recipe
+
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    named = {}
+    for given in (None, str(root / "labels.txt")):
+        train, _, num_classes = split_datasets(root, None, get_recipe("ci"), seed=0, classes=given)
+        named[given is not None] = dataset_classes(train, num_classes)
+    assert named == {False: ["background", "bottle", "person"], True: ["background", "person", "bottle"]}
+
+
+def test_train_refuses_a_label_outside_classes_in_one_line_before_training(tmp_path, capsys):
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    code = main(["--quiet", "train", "--data", str(root), "--classes", "person", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "label 'bottle' is not one of the classes ['person']" in err and "scene_" in err
+    assert not any((tmp_path / "run").glob("*"))
