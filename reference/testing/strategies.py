@@ -14,6 +14,7 @@ Boxes have integer corners and masks fill their box exactly, so ``masks_to_boxes
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,6 @@ import torch
 from hypothesis import strategies as st
 from PIL import Image
 from torchvision import tv_tensors
-from torchvision.ops import box_area
 
 from ..contract import RULES
 
@@ -52,12 +52,22 @@ class Sample:
                 "model_ready": self.model_ready}
 
 
-def _boxes(g: torch.Generator, n: int, h: int, w: int, min_side: int) -> torch.Tensor:
+def _boxes(g: torch.Generator, n: int, h: int, w: int, min_side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` XYXY boxes with integer corners inside an ``h`` x ``w`` image, sides at least ``min_side``, and
+    their areas.
+
+    Each box's top-left corner is drawn, then the share of the room right of and below it that its sides take.
+    Width and height are computed together as one [2, n] tensor (fewer tensor operations than one per side;
+    ``rand((2, n))`` draws what two ``rand(n)`` would, in turn), and the areas are the products of the integer
+    sides: ``box_area`` of these boxes, without its overhead.
+    """
     x1 = torch.randint(0, w - min_side + 1, (n,), generator=g)
     y1 = torch.randint(0, h - min_side + 1, (n,), generator=g)
-    bw = (torch.rand(n, generator=g) * (w - x1 - min_side + 1)).floor().long() + min_side
-    bh = (torch.rand(n, generator=g) * (h - y1 - min_side + 1)).floor().long() + min_side
-    return torch.stack([x1, y1, x1 + bw, y1 + bh], dim=1).float()
+    corner = torch.stack([x1, y1])
+    room = torch.tensor([[w], [h]]) - corner - (min_side - 1)
+    sides = (torch.rand((2, n), generator=g) * room).floor().long() + min_side
+    boxes = torch.cat([corner, corner + sides]).T.float().clone(memory_format=torch.contiguous_format)
+    return boxes, sides.prod(0).float()
 
 
 def _masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -73,12 +83,12 @@ def build_sample(seed: int, *, flavour: str, n: int, h: int, w: int, num_classes
     """A valid sample, deterministic in its arguments."""
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    boxes = _boxes(g, n, h, w, min_side)
+    boxes, areas = _boxes(g, n, h, w, min_side)
     target: dict[str, Any] = {
         "boxes": boxes,
         "labels": torch.randint(1, num_classes, (n,), generator=g, dtype=torch.int64),
         "image_id": image_id,
-        "area": box_area(boxes),
+        "area": areas,
         "iscrowd": torch.randint(0, 2, (n,), generator=g, dtype=torch.int64),
     }
     if with_masks:
@@ -104,22 +114,41 @@ def build_sample(seed: int, *, flavour: str, n: int, h: int, w: int, num_classes
     return Sample(image, target, flavour, num_classes, num_keypoints, model_ready)
 
 
+# Strategies built once and reused: building one per example (and hypothesis validating each new one on its
+# first draw) costs more than drawing from it. A reused strategy makes the same choices as a new equal one,
+# so the examples drawn are the same.
+_FLAVOURS = st.sampled_from(["v2", "legacy"])
+_SEEDS = st.integers(0, 2**31 - 1)
+_BOOLS = st.booleans()
+_CLASS_COUNTS = st.integers(2, 6)
+_KEYPOINT_COUNTS = st.integers(1, 5)
+_IMAGE_IDS = st.integers(0, 10**6)
+_VARIANTS = st.integers(0, 1000)
+
+
+@lru_cache(maxsize=None, typed=True)
+def _ints(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """``st.integers(lo, hi)``, one object per range."""
+    return st.integers(lo, hi)
+
+
 @st.composite
 def valid_samples(draw, flavour: str | None = None, masks: bool | None = None, keypoints: bool | None = None,
                   model_ready: bool = False, min_instances: int = 0, max_instances: int = 5,
                   min_side: int = 1, min_size: int = 4, max_size: int = 40) -> Sample:
     """Valid samples: flavour 'v2' or 'legacy' (both when None), with or without masks and keypoints."""
-    fl = flavour or draw(st.sampled_from(["v2", "legacy"]))
+    fl = flavour or draw(_FLAVOURS)
     min_size = max(min_size, min_side)
+    sizes = _ints(min_size, max_size)
     return build_sample(
-        draw(st.integers(0, 2**31 - 1)), flavour=fl,
-        n=draw(st.integers(min_instances, max_instances)),
-        h=draw(st.integers(min_size, max_size)), w=draw(st.integers(min_size, max_size)),
-        num_classes=draw(st.integers(2, 6)),
-        with_masks=draw(st.booleans()) if masks is None else masks,
-        num_keypoints=(draw(st.integers(1, 5)) if (draw(st.booleans()) if keypoints is None else keypoints)
+        draw(_SEEDS), flavour=fl,
+        n=draw(_ints(min_instances, max_instances)),
+        h=draw(sizes), w=draw(sizes),
+        num_classes=draw(_CLASS_COUNTS),
+        with_masks=draw(_BOOLS) if masks is None else masks,
+        num_keypoints=(draw(_KEYPOINT_COUNTS) if (draw(_BOOLS) if keypoints is None else keypoints)
                        else None),
-        model_ready=model_ready, float_image=draw(st.booleans()), image_id=draw(st.integers(0, 10**6)),
+        model_ready=model_ready, float_image=draw(_BOOLS), image_id=draw(_IMAGE_IDS),
         min_side=min_side)
 
 
@@ -133,37 +162,62 @@ def _with(s: Sample, **changes: Any) -> dict[str, Any]:
     return target
 
 
-def _break(code: str, s: Sample, k: int) -> Sample:
-    """Break rule ``code`` in the valid sample ``s`` (``k`` picks a variant and an instance)."""
-    t = s.target
-    n = int(t["boxes"].shape[0])
-    i = k % max(n, 1)
-    h, w = (s.image.height, s.image.width) if isinstance(s.image, Image.Image) else tuple(s.image.shape[-2:])
-    if isinstance(s.image, Image.Image):
-        img = torch.from_numpy(np.array(s.image)).permute(2, 0, 1).contiguous()
-    else:
-        img = _plain(s.image)
-    as_u8 = (img * 255).round().to(torch.uint8) if img.is_floating_point() else img
-    boxes = _plain(t["boxes"])
-    new: Any
+def _pixels(image: Any) -> torch.Tensor:
+    """A sample's image as a plain [C, H, W] tensor the caller may change (a copy)."""
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+    return _plain(image)
+
+
+def _as_uint8(img: torch.Tensor) -> torch.Tensor:
+    """``img`` as uint8 pixels: a float image in [0, 1] scaled back to 0-255."""
+    return (img * 255).round().to(torch.uint8) if img.is_floating_point() else img
+
+
+_IMAGE_CODES = ("IMAGE_TYPE", "IMAGE_SHAPE", "IMAGE_CHANNELS", "IMAGE_DTYPE", "IMAGE_NONFINITE", "IMAGE_RANGE")
+# the other rules whose breaking changes the boxes
+_BOX_CODES = ("BOXES_TYPE", "BOXES_SHAPE", "BOXES_DTYPE", "BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS",
+              "CANVAS_MISMATCH", "MASK_BOX_MISMATCH")
+
+
+def _break_image(code: str, s: Sample, k: int) -> Sample:
+    """Break the image rule ``code`` in ``s``; only these rules need the pixels as a tensor, so only they
+    convert the image."""
+    img = _pixels(s.image)
     if code == "IMAGE_TYPE":
         return replace(s, image=img.permute(1, 2, 0).numpy())
     if code == "IMAGE_SHAPE":
         return replace(s, image=img[None] if k % 2 else img[0])
     if code == "IMAGE_CHANNELS":
-        variants = [torch.cat([img, img[:1]]), img[:1], Image.fromarray(as_u8.permute(1, 2, 0).numpy()).convert("RGBA")]
-        return replace(s, image=variants[k % 3])
+        if k % 3 == 0:
+            return replace(s, image=torch.cat([img, img[:1]]))
+        if k % 3 == 1:
+            return replace(s, image=img[:1])
+        return replace(s, image=Image.fromarray(_as_uint8(img).permute(1, 2, 0).numpy()).convert("RGBA"))
     if code == "IMAGE_DTYPE":
         if k % 2:
-            return replace(s, image=as_u8, model_ready=True)
-        return replace(s, image=as_u8.to(torch.int32))
+            return replace(s, image=_as_uint8(img), model_ready=True)
+        return replace(s, image=_as_uint8(img).to(torch.int32))
+    base = img.float() if img.is_floating_point() else img.float() / 255
     if code == "IMAGE_NONFINITE":
-        base = img.float() if img.is_floating_point() else img.float() / 255
+        h, w = base.shape[-2:]
         base[k % 3, k % h, k % w] = (float("nan"), float("inf"), float("-inf"))[k % 3]
         return replace(s, image=base)
     if code == "IMAGE_RANGE":
-        base = img.float() if img.is_floating_point() else img.float() / 255
         return replace(s, image=base * 255 + 2.0, model_ready=True)
+    raise ValueError(f"{code!r} is not an image rule")
+
+
+def _break(code: str, s: Sample, k: int) -> Sample:
+    """Break rule ``code`` in the valid sample ``s`` (``k`` picks a variant and an instance)."""
+    if code in _IMAGE_CODES:
+        return _break_image(code, s, k)
+    t = s.target
+    n = int(t["boxes"].shape[0])
+    i = k % max(n, 1)
+    h, w = (s.image.height, s.image.width) if isinstance(s.image, Image.Image) else tuple(s.image.shape[-2:])
+    boxes = _plain(t["boxes"]) if code in _BOX_CODES else None
+    new: Any
     if code == "TARGET_TYPE":
         return replace(s, target=[(key, v) for key, v in t.items()] if k % 2 else None)
     if code == "MISSING_KEY":
@@ -285,14 +339,19 @@ _NEEDS: dict[str, dict[str, Any]] = {
 }
 
 
+@lru_cache(maxsize=None, typed=True)
+def _valid_samples_for(code: str) -> st.SearchStrategy[Sample]:
+    """The valid samples rule ``code`` is broken in (see ``_NEEDS``), one strategy per code."""
+    return valid_samples(**{"masks": False, "keypoints": False, **_NEEDS.get(code, {})})
+
+
 @st.composite
 def broken_samples(draw, code: str) -> Sample:
     """A sample that breaks rule ``code`` (a sample-level code) and no other error rule."""
     if code not in SAMPLE_CODES:
         raise ValueError(f"{code!r} is not a sample-level code; see broken_datasets")
-    needs = {"masks": False, "keypoints": False, **_NEEDS.get(code, {})}
-    s = draw(valid_samples(**needs))
-    return replace(_break(code, s, draw(st.integers(0, 1000))), expected=code)
+    s = draw(_valid_samples_for(code))
+    return replace(_break(code, s, draw(_VARIANTS)), expected=code)
 
 
 class SampleListDataset(torch.utils.data.Dataset):
@@ -323,15 +382,30 @@ class _UnpicklableDataset(SampleListDataset):
         self.transforms = lambda image, target: (image, target)  # a lambda cannot be pickled
 
 
+@lru_cache(maxsize=None, typed=True)
+def _cached_valid_samples(**kwargs: Any) -> st.SearchStrategy[Sample]:
+    """``valid_samples(**kwargs)``, one strategy per set of (hashable) arguments."""
+    return valid_samples(**kwargs)
+
+
+def _valid_samples_of(**kwargs: Any) -> st.SearchStrategy[Sample]:
+    """``valid_samples(**kwargs)``, built once per set of arguments when they are hashable."""
+    try:
+        return _cached_valid_samples(**kwargs)
+    except TypeError:  # an unhashable argument
+        return valid_samples(**kwargs)
+
+
 @st.composite
 def valid_datasets(draw, min_len: int = 1, max_len: int = 6, **sample_kwargs) -> tuple[SampleListDataset, int]:
     """A dataset of valid samples with unique image ids, and the class count they were drawn for."""
-    flavour = sample_kwargs.pop("flavour", None) or draw(st.sampled_from(["v2", "legacy"]))
-    length = draw(st.integers(min_len, max_len))
+    flavour = sample_kwargs.pop("flavour", None) or draw(_FLAVOURS)
+    length = draw(_ints(min_len, max_len))
     for key in ("masks", "keypoints"):  # one dataset, one set of fields
         if sample_kwargs.get(key) is None:
-            sample_kwargs[key] = draw(st.booleans())
-    samples = [draw(valid_samples(flavour=flavour, **sample_kwargs)) for _ in range(length)]
+            sample_kwargs[key] = draw(_BOOLS)
+    sample_strategy = _valid_samples_of(flavour=flavour, **sample_kwargs)
+    samples = [draw(sample_strategy) for _ in range(length)]
     num_classes = max(s.num_classes for s in samples)
     out = []
     for idx, s in enumerate(samples):
@@ -341,24 +415,27 @@ def valid_datasets(draw, min_len: int = 1, max_len: int = 6, **sample_kwargs) ->
     return SampleListDataset(out), num_classes
 
 
+_DATASETS_TO_BREAK = valid_datasets(min_len=2, masks=False, keypoints=False)
+
+
 @st.composite
 def broken_datasets(draw, code: str) -> tuple[SampleListDataset, int]:
     """A dataset breaking the dataset-wide rule ``code``, and its class count."""
     if code not in DATASET_CODES:
         raise ValueError(f"{code!r} is not a dataset-wide code; see broken_samples")
-    ds, num_classes = draw(valid_datasets(min_len=2, masks=False, keypoints=False))
+    ds, num_classes = draw(_DATASETS_TO_BREAK)
     samples = ds.samples
     if code == "DATASET_EMPTY":
         return SampleListDataset([]), num_classes
     if code == "GETITEM_FAILED":
-        return SampleListDataset(samples, fail_at=(draw(st.integers(0, len(samples) - 1)),)), num_classes
+        return SampleListDataset(samples, fail_at=(draw(_ints(0, len(samples) - 1)),)), num_classes
     if code == "NOT_PICKLABLE":
         return _UnpicklableDataset(samples), num_classes
     if code == "SIZE_MISMATCH":
         image = samples[0][0]
         h, w = (image.height, image.width) if isinstance(image, Image.Image) else tuple(image.shape[-2:])
         return SampleListDataset(samples, size_hint=(h + 1, w)), num_classes
-    j = draw(st.integers(1, len(samples) - 1))
+    j = draw(_ints(1, len(samples) - 1))
     target = dict(samples[j][1])
     if code == "IMAGE_ID_MIXED":  # the same id, in the other flavour
         iid = target["image_id"]
