@@ -67,6 +67,17 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def pytest_collection_finish(session):
+    """Move everything alive after collection (torch, torchvision, hypothesis, the test modules: millions of
+    objects) out of the garbage collector's sight: the full collections that a test's allocations trigger no
+    longer walk them each time. Nothing is computed differently (measured in one process: the contract-property,
+    transform, model and training files 75-77 s -> 74 s of wall time, 71 s -> 68-69 s of user CPU)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="no CUDA or MPS device on this machine; the GPU leg runs where one is present")

@@ -127,18 +127,35 @@ def test_images_without_objects_give_zero_regression_and_mask_losses(name, golde
     assert float(losses["loss_classifier"].detach()) > 0
 
 
-# the tutorial's model in the default tier, the rest of the zoo in the extended one (two resnet50s each)
-@pytest.mark.parametrize("name", [n if n == "maskrcnn_resnet50_fpn" else pytest.param(n, marks=pytest.mark.extended)
-                                  for n in ZOO])
-def test_surgery_keeps_every_pretrained_parameter_outside_the_heads(name, tmp_path):
+def _coco_stand_in(name: str, path) -> dict:
+    """A randomly initialised ``name`` with COCO's class count, saved to ``path``: stands in for the COCO
+    checkpoint (offline). Returns the state saved."""
     torch.manual_seed(1)
-    if name.startswith("keypoint"):  # stands in for the COCO checkpoint
+    if name.startswith("keypoint"):
         source = tvd.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, **SMALL)
     else:
         source = BUILDERS[name](num_classes=91, weights=None, **SMALL)
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
-    path = tmp_path / "coco.pth"
     torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope="module")
+def coco_maskrcnn(tmp_path_factory):
+    """The tutorial model's COCO stand-in, built once (a resnet50 costs about a second) for the tests that load it."""
+    path = tmp_path_factory.mktemp("coco") / "maskrcnn_resnet50_fpn.pth"
+    return _coco_stand_in("maskrcnn_resnet50_fpn", path), path
+
+
+# the tutorial's model in the default tier, the rest of the zoo in the extended one (two resnet50s each)
+@pytest.mark.parametrize("name", [n if n == "maskrcnn_resnet50_fpn" else pytest.param(n, marks=pytest.mark.extended)
+                                  for n in ZOO])
+def test_surgery_keeps_every_pretrained_parameter_outside_the_heads(name, tmp_path, request):
+    if name == "maskrcnn_resnet50_fpn":
+        state, path = request.getfixturevalue("coco_maskrcnn")
+    else:
+        path = tmp_path / "coco.pth"
+        state = _coco_stand_in(name, path)
     torch.manual_seed(2)
     model = build_model(name, 3, weights=str(path), **SMALL)
     after = model.state_dict()
@@ -150,10 +167,8 @@ def test_surgery_keeps_every_pretrained_parameter_outside_the_heads(name, tmp_pa
                            for k in swapped)
 
 
-def test_local_weights_train_the_documented_backbone_layers(tmp_path):
-    source = tvd.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, **SMALL)
-    torch.save(source.state_dict(), tmp_path / "w.pth")
-    model = build_model("maskrcnn_resnet50_fpn", 2, weights=str(tmp_path / "w.pth"), **SMALL)
+def test_local_weights_train_the_documented_backbone_layers(coco_maskrcnn):
+    model = build_model("maskrcnn_resnet50_fpn", 2, weights=str(coco_maskrcnn[1]), **SMALL)
     trainable = {n.split(".")[0] for n, p in model.backbone.body.named_parameters() if p.requires_grad}
     assert trainable == set(PRETRAINED_TRAINABLE_LAYERS)  # torchvision's default: trainable_backbone_layers=3
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.body.modules())
@@ -196,8 +211,9 @@ def test_unknown_model_names_list_the_known_ones():
 
 
 def test_iou_types_follow_the_model_class():
-    assert iou_types(build_model("small_maskrcnn", 2)) == ["bbox", "segm"]
-    assert iou_types(build_model("fasterrcnn_mobilenet_v2", 2, **SMALL)) == ["bbox"]
+    with torch.device("meta"):  # the class decides: no weights needed
+        assert iou_types(build_model("small_maskrcnn", 2)) == ["bbox", "segm"]
+        assert iou_types(build_model("fasterrcnn_mobilenet_v2", 2, **SMALL)) == ["bbox"]
 
 
 # --- golden outputs: the trained model ---------------------------------------------------------------------
@@ -279,7 +295,10 @@ def test_golden_files_record_the_versions_that_made_them():
 
 
 # --- parity (the trained model; tolerances as the golden record's unless said) -----------------------------
+# The platform's numerics (thread count, float64, memory format) rather than this project's results: the extended
+# tier, which CI and tox run after the default one. None of the three is a catcher in the regression catalogue.
 
+@pytest.mark.extended
 def test_one_and_two_threads_agree(trained_actual):
     runs = {trained_actual["threads"]: trained_actual["record"]}  # the shared run, when it used 1 or 2 threads
     for threads in (1, 2):
@@ -289,12 +308,14 @@ def test_one_and_two_threads_agree(trained_actual):
     assert golden.compare_trained(runs[1], runs[2]) == []
 
 
+@pytest.mark.extended
 def test_float64_agrees_with_float32(trained_actual):
     f64 = golden.compute_trained(golden.trained_model(), dtype=torch.float64)
     assert golden.compare_trained(f64, trained_actual["record"], golden.PARITY_DTYPE_TOLERANCES,
                                   golden.PARITY_DTYPE_LOSS_RTOL) == []
 
 
+@pytest.mark.extended
 def test_channels_last_agrees_with_contiguous(trained_actual):
     model = golden.trained_model().to(memory_format=torch.channels_last)
     assert golden.compare_trained(golden.compute_trained(model), trained_actual["record"]) == []
