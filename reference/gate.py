@@ -11,7 +11,7 @@ so (:class:`GateUnavailable`), never handed another line's numbers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -51,8 +51,7 @@ class GateCheck:
 
     def to_dict(self) -> dict:
         """The check as a report.json record: its row, the actual value, and whether it passed."""
-        return {"task": self.task, "metric": self.metric, "expected": self.expected, "tolerance": self.tolerance,
-                "actual": self.actual, "passed": self.passed}
+        return {**asdict(self), "passed": self.passed}
 
     def __str__(self) -> str:
         actual = "missing" if self.actual is None else round(self.actual, 4)

@@ -226,4 +226,5 @@ def test_mutated_checkpoints_never_crash_evaluate(checkpoint_base, tmp_path_fact
         path.write_bytes(bytes(raw))
     else:
         save_checkpoint(path, _mutated_state(data, base_state))
-    _run(["evaluate", "--checkpoint", str(path), "--data", str(dataset)], capsys, path)
+    # evaluated, or refused in one line naming the file (_run checks the line); evaluate has no exit 1
+    assert _run(["evaluate", "--checkpoint", str(path), "--data", str(dataset)], capsys, path) in (0, 2)

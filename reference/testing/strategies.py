@@ -22,6 +22,7 @@ import torch
 from hypothesis import strategies as st
 from PIL import Image
 from torchvision import tv_tensors
+from torchvision.ops import box_area
 
 from ..contract import RULES
 
@@ -52,22 +53,12 @@ class Sample:
                 "model_ready": self.model_ready}
 
 
-def _boxes(g: torch.Generator, n: int, h: int, w: int, min_side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` XYXY boxes with integer corners inside an ``h`` x ``w`` image, sides at least ``min_side``, and
-    their areas.
-
-    Each box's top-left corner is drawn, then the share of the room right of and below it that its sides take.
-    Width and height are computed together as one [2, n] tensor (fewer tensor operations than one per side;
-    ``rand((2, n))`` draws what two ``rand(n)`` would, in turn), and the areas are the products of the integer
-    sides: ``box_area`` of these boxes, without its overhead.
-    """
+def _boxes(g: torch.Generator, n: int, h: int, w: int, min_side: int) -> torch.Tensor:
     x1 = torch.randint(0, w - min_side + 1, (n,), generator=g)
     y1 = torch.randint(0, h - min_side + 1, (n,), generator=g)
-    corner = torch.stack([x1, y1])
-    room = torch.tensor([[w], [h]]) - corner - (min_side - 1)
-    sides = (torch.rand((2, n), generator=g) * room).floor().long() + min_side
-    boxes = torch.cat([corner, corner + sides]).T.float().clone(memory_format=torch.contiguous_format)
-    return boxes, sides.prod(0).float()
+    bw = (torch.rand(n, generator=g) * (w - x1 - min_side + 1)).floor().long() + min_side
+    bh = (torch.rand(n, generator=g) * (h - y1 - min_side + 1)).floor().long() + min_side
+    return torch.stack([x1, y1, x1 + bw, y1 + bh], dim=1).float()
 
 
 def _masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -83,12 +74,12 @@ def build_sample(seed: int, *, flavour: str, n: int, h: int, w: int, num_classes
     """A valid sample, deterministic in its arguments."""
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
-    boxes, areas = _boxes(g, n, h, w, min_side)
+    boxes = _boxes(g, n, h, w, min_side)
     target: dict[str, Any] = {
         "boxes": boxes,
         "labels": torch.randint(1, num_classes, (n,), generator=g, dtype=torch.int64),
         "image_id": image_id,
-        "area": areas,
+        "area": box_area(boxes),
         "iscrowd": torch.randint(0, 2, (n,), generator=g, dtype=torch.int64),
     }
     if with_masks:
@@ -152,6 +143,12 @@ def valid_samples(draw, flavour: str | None = None, masks: bool | None = None, k
         min_side=min_side)
 
 
+@lru_cache(maxsize=None)
+def _cached_valid_samples(**kwargs: Any) -> st.SearchStrategy[Sample]:
+    """``valid_samples(**kwargs)``, one strategy per set of arguments (all of them scalars)."""
+    return valid_samples(**kwargs)
+
+
 def _plain(t: torch.Tensor) -> torch.Tensor:
     return t.as_subclass(torch.Tensor).clone()
 
@@ -175,9 +172,6 @@ def _as_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 _IMAGE_CODES = ("IMAGE_TYPE", "IMAGE_SHAPE", "IMAGE_CHANNELS", "IMAGE_DTYPE", "IMAGE_NONFINITE", "IMAGE_RANGE")
-# the other rules whose breaking changes the boxes
-_BOX_CODES = ("BOXES_TYPE", "BOXES_SHAPE", "BOXES_DTYPE", "BOXES_NONFINITE", "BOX_DEGENERATE", "BOX_OUT_OF_BOUNDS",
-              "CANVAS_MISMATCH", "MASK_BOX_MISMATCH")
 
 
 def _break_image(code: str, s: Sample, k: int) -> Sample:
@@ -216,7 +210,7 @@ def _break(code: str, s: Sample, k: int) -> Sample:
     n = int(t["boxes"].shape[0])
     i = k % max(n, 1)
     h, w = (s.image.height, s.image.width) if isinstance(s.image, Image.Image) else tuple(s.image.shape[-2:])
-    boxes = _plain(t["boxes"]) if code in _BOX_CODES else None
+    boxes = _plain(t["boxes"])
     new: Any
     if code == "TARGET_TYPE":
         return replace(s, target=[(key, v) for key, v in t.items()] if k % 2 else None)
@@ -339,18 +333,12 @@ _NEEDS: dict[str, dict[str, Any]] = {
 }
 
 
-@lru_cache(maxsize=None, typed=True)
-def _valid_samples_for(code: str) -> st.SearchStrategy[Sample]:
-    """The valid samples rule ``code`` is broken in (see ``_NEEDS``), one strategy per code."""
-    return valid_samples(**{"masks": False, "keypoints": False, **_NEEDS.get(code, {})})
-
-
 @st.composite
 def broken_samples(draw, code: str) -> Sample:
     """A sample that breaks rule ``code`` (a sample-level code) and no other error rule."""
     if code not in SAMPLE_CODES:
         raise ValueError(f"{code!r} is not a sample-level code; see broken_datasets")
-    s = draw(_valid_samples_for(code))
+    s = draw(_cached_valid_samples(**{"masks": False, "keypoints": False, **_NEEDS.get(code, {})}))
     return replace(_break(code, s, draw(_VARIANTS)), expected=code)
 
 
@@ -382,20 +370,6 @@ class _UnpicklableDataset(SampleListDataset):
         self.transforms = lambda image, target: (image, target)  # a lambda cannot be pickled
 
 
-@lru_cache(maxsize=None, typed=True)
-def _cached_valid_samples(**kwargs: Any) -> st.SearchStrategy[Sample]:
-    """``valid_samples(**kwargs)``, one strategy per set of (hashable) arguments."""
-    return valid_samples(**kwargs)
-
-
-def _valid_samples_of(**kwargs: Any) -> st.SearchStrategy[Sample]:
-    """``valid_samples(**kwargs)``, built once per set of arguments when they are hashable."""
-    try:
-        return _cached_valid_samples(**kwargs)
-    except TypeError:  # an unhashable argument
-        return valid_samples(**kwargs)
-
-
 @st.composite
 def valid_datasets(draw, min_len: int = 1, max_len: int = 6, **sample_kwargs) -> tuple[SampleListDataset, int]:
     """A dataset of valid samples with unique image ids, and the class count they were drawn for."""
@@ -404,7 +378,7 @@ def valid_datasets(draw, min_len: int = 1, max_len: int = 6, **sample_kwargs) ->
     for key in ("masks", "keypoints"):  # one dataset, one set of fields
         if sample_kwargs.get(key) is None:
             sample_kwargs[key] = draw(_BOOLS)
-    sample_strategy = _valid_samples_of(flavour=flavour, **sample_kwargs)
+    sample_strategy = _cached_valid_samples(flavour=flavour, **sample_kwargs)
     samples = [draw(sample_strategy) for _ in range(length)]
     num_classes = max(s.num_classes for s in samples)
     out = []
