@@ -1,15 +1,16 @@
 """Command line: ``tvref`` / ``python -m reference``.
 
 Exit codes: 0 success; 1 contract errors, a failed accuracy gate, a non-finite loss or a snapshot that changed;
-2 bad input (unknown names, bad option values, unusable device, unreadable data, checkpoint or snapshot, an
-output that cannot or must not be written), reported in one line naming the file, without a traceback unless
-``--verbose``.
+2 bad input (unknown names, bad option values, unusable device, unreadable data, checkpoint, snapshot or gate
+file, a gate measured on another torch line, an output that cannot or must not be written), reported in one line
+naming the file, without a traceback unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import re
 import sys
@@ -353,6 +354,40 @@ def _cmd_snapshot_check(a: argparse.Namespace) -> int:
     return 0 if diff.ok else 1
 
 
+def _cmd_gate_measure(a: argparse.Namespace) -> int:
+    from . import user_gate
+
+    out = Path(a.out)
+    user_gate.check_output(out, a.overwrite)
+    a.display.epochs = a.epochs or RECIPE_EPOCHS.get(a.recipe)
+
+    def on_seed(seed: int, values: dict[str, float], seconds: float) -> None:
+        print(f"seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in values.items()) + f" ({seconds:.0f} s)",
+              flush=True)
+
+    doc = user_gate.measure(Path(a.data), recipe=a.recipe, weights=None if a.weights.lower() == "none" else a.weights,
+                            model=a.model, seeds=a.seeds, epochs=a.epochs, fmt=a.format,
+                            min_tolerance=a.min_tolerance, on_seed=on_seed, on_epoch=a.display)
+    user_gate.check_output(out, a.overwrite)  # still free after the training
+    user_gate.save(out, doc)
+    for row in doc["rows"]:
+        print(f"row: {json.dumps(row)}")
+    print(f"gate of {len(doc['rows'])} rows from seeds {doc['seeds'][0]}-{doc['seeds'][-1]} written to {out}")
+    return 0
+
+
+def _cmd_gate_check(a: argparse.Namespace) -> int:
+    from . import user_gate
+
+    spec = user_gate.load(Path(a.expected))
+    a.display.epochs = spec.epochs
+    run = user_gate.check(spec, Path(a.data), a.seed, on_epoch=a.display)
+    for line in run.lines():
+        print(line)
+    print(run.summary())
+    return 0 if run.passed else 1
+
+
 def _cmd_env(a: argparse.Namespace) -> int:
     from .report import versions
 
@@ -518,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=_cmd_env)
 
     _add_snapshot_parser(sub, FORMATS)
+    _add_gate_parser(sub)
     return p
 
 
@@ -571,6 +607,49 @@ def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
     c.add_argument("snapshot", help="snapshot JSON written by 'snapshot record'")
     common(c)
     c.set_defaults(func=_cmd_snapshot_check)
+
+
+def _at_least_two(text: str) -> int:
+    return _whole_number(text, 2)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number, 0 or more, got {text[:40]!r}")
+    return value
+
+
+def _add_gate_parser(sub) -> None:
+    g = _sub(sub, "gate", help="an accuracy gate for your own fine-tuning: measure it over seeds, check a run "
+             "against it")
+    actions = g.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    m = _sub(actions, "measure", help="train seeds 0..N-1 and write rows [task, metric, expected, tolerance] from "
+             "their mean and spread")
+    m.add_argument("--data", required=True, help="dataset folder, as for tvref train (required)")
+    m.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
+    m.add_argument("--recipe", required=True, choices=RECIPES, help="recipe to train with (required)")
+    m.add_argument("--weights", required=True,
+                   help="what the fine-tuning starts from: none, DEFAULT or a weights file, as for tvref train "
+                   "(required; a file is recorded by path and SHA-256)")
+    m.add_argument("--model", default="small_maskrcnn", choices=MODELS, help="model to build")
+    m.add_argument("--seeds", type=_at_least_two, default=5, metavar="N",
+                   help="train seeds 0..N-1, at least 2; 5 or more recommended, fewer give a poor spread")
+    m.add_argument("--epochs", type=_positive_int, help="default: the recipe's")
+    m.add_argument("--min-tolerance", type=_non_negative_float, default=0.0,
+                   help="the smallest tolerance a row gets, whatever the seeds' spread")
+    m.add_argument("--out", required=True, help="gate JSON to write (required)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
+    m.set_defaults(func=_cmd_gate_measure)
+    c = _sub(actions, "check", help="train once with the gate's settings and compare (exit 0: every row passes, "
+             "1: one fails, 2: bad input, or a gate measured on another torch line)")
+    c.add_argument("expected", help="gate JSON written by 'tvref gate measure'")
+    c.add_argument("--data", required=True, help="dataset folder, as for tvref train (required)")
+    c.add_argument("--seed", type=int, help="seed of the run (default: the first measured seed)")
+    c.set_defaults(func=_cmd_gate_check)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,8 @@ so (:class:`GateUnavailable`), never handed another line's numbers.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +21,29 @@ import torch
 from .coco_eval import STAT_NAMES, CocoResult
 from .paths import fixtures_dir
 
+TOLERANCE_RULE = ("max(3 sample standard deviations of the seeds, the largest distance of a seed from their mean), "
+                  "rounded up to 0.001")
+
+
+def tolerance_from(values: list[float], minimum: float = 0.0, center: float | None = None) -> float:
+    """A row's tolerance from its seeds' values (:data:`TOLERANCE_RULE`), and at least ``minimum``.
+
+    Three sample standard deviations, but at least the largest distance of any seed from ``center`` (default:
+    their mean), so that every measured seed passes; rounded up to 0.001. The rule of ``ci/measure_gate.py``'s
+    rows, moved here so that ``tvref gate measure`` shares it, with one difference: float noise just above a
+    multiple of 0.001 is not rounded up (3 std of [0.50, 0.52, 0.54] is 0.06000000000000005: 0.06, where
+    ``math.ceil`` alone gave 0.061), while a seed exactly at the tolerance still passes (checked). Give ``center``
+    the row's ``expected`` when that is the mean rounded (to 4 decimals, as the rows are): distances from the
+    rounded value are what the check compares. Needs at least 2 values.
+    """
+    if len(values) < 2:
+        raise ValueError(f"a tolerance needs at least 2 seeds' values, got {len(values)}")
+    mid = statistics.fmean(values) if center is None else center
+    spread = max(3 * statistics.stdev(values), max(abs(v - mid) for v in values))
+    tolerance = math.ceil(spread * 1000 - 1e-6) / 1000
+    if any(abs(v - mid) > tolerance for v in values):  # the float noise was a seed's own distance
+        tolerance = round(tolerance + 0.001, 3)
+    return max(tolerance, minimum)
 
 
 class GateError(AssertionError):

@@ -1,17 +1,20 @@
 """pytest plugin: ``pytest --dataset SPEC`` checks a user's dataset against the contract; ``pytest --snapshot
-FILE`` checks that a model still gives the results a snapshot recorded.
+FILE`` checks that a model still gives the results a snapshot recorded; ``pytest --gate FILE`` checks a
+fine-tuning run against the accuracy gate ``tvref gate measure`` wrote.
 
 Registered through the ``pytest11`` entry point, so it is active wherever the package is installed. Without
-``--dataset`` or ``--snapshot`` it adds nothing (and imports no torch). With either, the plugin does the
-collection itself: only its own items run, and no test file or ``conftest.py`` of the folder pytest runs in is
+``--dataset``, ``--snapshot`` or ``--gate`` it adds nothing (and imports no torch). With any of them, the plugin
+does the collection itself: only its own items run, and no test file or ``conftest.py`` of the folder pytest runs in is
 imported. torchvision's and pycocotools' known deprecation warnings are filtered. With ``--dataset``, pytest
 collects a small contract suite, one test per family of the contract's rule table that ``validate_dataset``
 reports (every family but ``splits``), and fails with the rule codes and sample indices. With ``--snapshot``, it
 collects one test ``snapshot[<file name>]`` that re-records the checkpoint on the data and fails with the
-changes and the summary table.
+changes and the summary table. With ``--gate``, it collects one test ``gate[<file name>]`` that trains once
+with the gate's settings and fails with each row's expected vs actual values.
 
     pytest --dataset mypkg.data:MyDataset --dataset-arg root=data --num-classes 3
     pytest --snapshot snap.json --snapshot-checkpoint last.pt --snapshot-data data/
+    pytest --gate expected.json --gate-data data/
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dataset folder, its val/ subfolder when present (required with --snapshot)")
     s.addoption("--snapshot-format", default=None, help="pennfudan, labelme or coco (default: detected)")
     s.addoption("--snapshot-device", default="cpu", help="cpu, cuda or mps (default: cpu)")
+    a = parser.getgroup("accuracy gate", "check a fine-tuning run against the gate 'tvref gate measure' wrote")
+    a.addoption("--gate", default=None, help="gate JSON written by 'tvref gate measure' (default: none)")
+    a.addoption("--gate-data", default=None, help="dataset folder to train on (required with --gate)")
+    a.addoption("--gate-seed", type=int, default=None, help="seed of the run (default: the first measured seed)")
 
 
 class _ContractItem(pytest.Item):
@@ -130,6 +137,36 @@ class _SnapshotCollector(pytest.File):
         yield _SnapshotItem.from_parent(self, name=f"snapshot[{snapshot.name}]", snapshot=snapshot)
 
 
+class _GateItem(pytest.Item):
+    """Trains once with the gate file's settings and compares with its rows (``tvref gate check``)."""
+
+    def __init__(self, *, spec: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def runtest(self) -> None:
+        from ..user_gate import check
+
+        run = check(self.spec, Path(self.config.getoption("--gate-data")), self.config.getoption("--gate-seed"))
+        if not run.passed:
+            shown = "\n".join(f"  {line}" for line in run.lines())
+            raise AssertionError(f"{self.spec.path.name}: accuracy gate failed:\n{shown}\n{run.summary()}")
+
+    def repr_failure(self, excinfo, style=None):  # noqa: ANN001 - pytest's signature
+        if isinstance(excinfo.value, (AssertionError, ValueError)):  # ValueError: JobError, bad input
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"accuracy gate: {self.spec.path.name}"
+
+
+class _GateCollector(pytest.File):
+    def collect(self):
+        spec = self.config._gate_spec  # type: ignore[attr-defined]
+        yield _GateItem.from_parent(self, name=f"gate[{spec.path.name}]", spec=spec)
+
+
 # warnings the libraries under the contract check raise on every sample, not the user's to fix
 KNOWN_WARNINGS = (
     "ignore:The image decoding and encoding capabilities of TorchVision are deprecated:DeprecationWarning",
@@ -138,7 +175,7 @@ KNOWN_WARNINGS = (
 
 
 def _active(config: pytest.Config) -> bool:
-    return bool(config.getoption("--dataset") or config.getoption("--snapshot"))
+    return bool(config.getoption("--dataset") or config.getoption("--snapshot") or config.getoption("--gate"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -183,14 +220,33 @@ def _snapshot_items(session: pytest.Session, config: pytest.Config) -> list[pyte
     return list(collector.collect())
 
 
+def _gate_items(session: pytest.Session, config: pytest.Config) -> list[pytest.Item]:
+    path = config.getoption("--gate")
+    if not path:
+        return []
+    if not config.getoption("--gate-data"):
+        raise pytest.UsageError(f"--gate {path}: also give --gate-data")
+    from ..jobs import JobError
+    from ..user_gate import load, preflight
+
+    try:
+        spec = load(Path(path))
+        preflight(spec, Path(config.getoption("--gate-data")))  # refusals before training; check() repeats it
+    except JobError as exc:
+        raise pytest.UsageError(f"--gate: {exc}") from exc
+    config._gate_spec = spec  # type: ignore[attr-defined]
+    collector = _GateCollector.from_parent(session, path=config.rootpath / "accuracy-gate")
+    return list(collector.collect())
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> bool | None:
-    """With --dataset or --snapshot, collect only the generated items (the folder's own tests and conftest files
-    are never imported); otherwise leave collection to pytest."""
+    """With --dataset, --snapshot or --gate, collect only the generated items (the folder's own tests and conftest
+    files are never imported); otherwise leave collection to pytest."""
     config = session.config
     if not _active(config):
         return None
-    items = _contract_items(session, config) + _snapshot_items(session, config)
+    items = _contract_items(session, config) + _snapshot_items(session, config) + _gate_items(session, config)
     session.ihook.pytest_collection_modifyitems(session=session, config=config, items=items)  # -k, -m
     session.ihook.pytest_collection_finish(session=session)
     session.items = items
