@@ -10,6 +10,8 @@ careless edit brings). This file is both:
   runs the default tier (``-x``) once per regression plus a clean run and prints ``name | category | result |
   first test that caught it | seconds`` and "N of M caught (P%)". pytest exit 0 = missed; a collection, internal
   or usage error = HARNESS ERROR (missed, output tail shown). Exit 0 iff the clean run is green and >= 95% caught.
+  ``--gate-only`` runs the accuracy gate's tests alone (``-m gate``) instead of the tier: whether the gate by
+  itself catches each regression (the training-quality category exists for it).
 
 Patches replace the name the caller looks up at call time (``transform.paste_masks_in_image``, which
 ``GeneralizedRCNNTransform.postprocess`` calls, not ``roi_heads.paste_masks_in_image``); a missing target fails
@@ -45,8 +47,8 @@ ARTIFACT_REASONS = {
     "torchscript": "torch.jit.script cannot compile a monkeypatched Python wrapper",
     "two_process_run": "compares processes started by torchrun, which lack the patch, with this patched process",
 }
-TV, CONTRACT, TRANSFORMS, ENGINE, EVALUATION, DATASETS = (
-    "torchvision", "contract", "transforms", "engine", "evaluation", "datasets")
+TV, CONTRACT, TRANSFORMS, ENGINE, EVALUATION, DATASETS, TRAINING = (
+    "torchvision", "contract", "transforms", "engine", "evaluation", "datasets", "training quality")
 
 
 @dataclass(frozen=True)
@@ -443,6 +445,38 @@ def labelme_labels_from_zero() -> None:
     _around("reference.datasets.labelme:LabelMeDataset._parse", shifted)
 
 
+# --- training quality: the demo's fine-tuning recipe changed, the model code untouched ---------------------------
+# What the accuracy gate exists for: the goldens and the snapshot check inference of fixed weights and cannot see
+# a training run go worse. The gate's own test is spec_tests/test_demo.py::test_demo_lands_within_the_accuracy_gate.
+
+def _demo_recipe(**changes: Any) -> None:
+    """``reference.training.RECIPES["ci"]`` (the demo's and the gate's recipe) with ``changes``."""
+    training = importlib.import_module("reference.training")
+    training.RECIPES["ci"] = dataclasses.replace(training.RECIPES["ci"], **changes)
+
+
+def _demo_recipe_scaled(field: str, factor: float) -> None:
+    recipe = importlib.import_module("reference.training").RECIPES["ci"]
+    _demo_recipe(**{field: type(getattr(recipe, field))(getattr(recipe, field) * factor)})
+
+
+REGISTRY += [Regression(*row) for row in [
+    ("lr_halved", TRAINING, "the demo's learning rate halved",
+     functools.partial(_demo_recipe_scaled, "lr", 0.5)),
+    ("lr_doubled", TRAINING, "the demo's learning rate doubled",
+     functools.partial(_demo_recipe_scaled, "lr", 2.0)),
+    ("one_epoch_fewer", TRAINING, "the demo trains one epoch fewer",
+     lambda: _demo_recipe(epochs=importlib.import_module("reference.training").RECIPES["ci"].epochs - 1)),
+    ("weight_decay_x100", TRAINING, "the demo's weight decay 100 times larger",
+     functools.partial(_demo_recipe_scaled, "weight_decay", 100.0)),
+    ("mask_loss_halved", TRAINING, "Mask R-CNN's mask loss weighted 0.5 (roi_heads.maskrcnn_loss halved)",
+     lambda: _around(f"{DET}.roi_heads:maskrcnn_loss", lambda original, *a, **k: 0.5 * original(*a, **k))),
+    ("flip_lost", TRAINING, "the demo's training transforms lose their horizontal flip",
+     lambda: _patch("reference.transforms:PRESETS", lambda presets: {
+         **presets, "tutorial": lambda train: presets["tutorial"](False)})),
+]]
+
+
 # --- the pytest plugin -----------------------------------------------------------------------------------------
 
 def pytest_configure(config: Any) -> None:
@@ -535,14 +569,18 @@ def verdict(exit_code: int, output: str) -> bool | None:
     return True if exit_code == 2 and "::" in first_failure(output) and "during collection" not in output else None
 
 
-def run_one(reg: Regression | None, extra: str) -> Outcome:
-    """One pytest run: ``reg`` injected, or clean (no ``-x``, no variable) when ``reg`` is None."""
+def run_one(reg: Regression | None, extra: str, gate_only: bool = False) -> Outcome:
+    """One pytest run: ``reg`` injected, or clean (no ``-x``, no variable) when ``reg`` is None; ``gate_only``:
+    the accuracy gate's tests alone."""
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "ci"), os.environ.get("PYTHONPATH", "")) if p)
     if reg is not None:
         env[ENV_VAR] = reg.name
     start = time.perf_counter()
-    if reg is None:
+    if gate_only:
+        proc = subprocess.run(build_command(extra, reg is None, f"{default_markers()} and gate"), cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+    elif reg is None:
         proc = subprocess.run(build_command(extra, clean=True), cwd=ROOT, env=env, capture_output=True, text=True)
     else:
         # the default tier in two passes, so that a catch does not wait for the gate's minute of training: every
@@ -614,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list names, categories and descriptions")
     parser.add_argument("--golden-drift", action="store_true",
                         help="instead of running the tier: each regression's drift of the trained golden record")
+    parser.add_argument("--gate-only", action="store_true",
+                        help="run only the accuracy gate's tests (-m gate) for each regression: whether the gate "
+                        "alone catches it")
     parser.add_argument("--json", type=Path, help="write the table as JSON to this file")
     parser.add_argument("--pytest-args", default="",
                         help='extra pytest arguments as one string (--pytest-args="-k x" when it starts with -)')
@@ -634,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     runs: list[Regression | None] = ([] if args.names else [None]) + chosen  # None: the clean run, first
     for reg in runs:
-        outcomes.append(run_one(reg, args.pytest_args))
+        outcomes.append(run_one(reg, args.pytest_args, gate_only=args.gate_only))
         print(f"{outcomes[-1].name}: {outcomes[-1].result} {outcomes[-1].first_failure}", flush=True)
     clean = None if args.names else outcomes.pop(0)
     caught = sum(o.result == "caught" for o in outcomes)

@@ -500,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--recipe", default="ci", choices=RECIPES,
                    help="optimizer, schedule, batch size, transforms and epochs from the seeds")
     t.add_argument("--weights", default="none",
-                   help="none, DEFAULT (COCO weights from the hub cache only) or a path (default: none)")
+                   help="none, DEFAULT (COCO weights from the hub cache only), standin (small_maskrcnn: the bundled "
+                   "stand-in pretrained on generated shapes) or a path (default: none)")
     t.add_argument("--epochs", type=_positive_int,
                    help="default: the recipe's; when resuming, the checkpoint's (more re-plans a cosine schedule)")
     t.add_argument("--batch-size", type=_positive_int, help="images per batch (default: the recipe's)")
@@ -633,7 +634,7 @@ def _add_gate_parser(sub) -> None:
     m.add_argument("--format", choices=FORMATS, help="dataset layout (default: detected from the folder)")
     m.add_argument("--recipe", required=True, choices=RECIPES, help="recipe to train with (required)")
     m.add_argument("--weights", required=True,
-                   help="what the fine-tuning starts from: none, DEFAULT or a weights file, as for tvref train "
+                   help="what the fine-tuning starts from: none, DEFAULT, standin or a weights file, as for tvref train "
                    "(required; a file is recorded by path and SHA-256)")
     m.add_argument("--model", default="small_maskrcnn", choices=MODELS, help="model to build")
     m.add_argument("--seeds", type=_at_least_two, default=5, metavar="N",

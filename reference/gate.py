@@ -15,10 +15,14 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .coco_eval import STAT_NAMES, CocoResult
+
+if TYPE_CHECKING:
+    from .training import EpochRecord
 from .paths import fixtures_dir
 
 TOLERANCE_RULE = ("max(3 sample standard deviations of the seeds, the largest distance of a seed from their mean), "
@@ -57,7 +61,7 @@ class GateUnavailable(LookupError):
 @dataclass(frozen=True)
 class GateCheck:
     task: str
-    metric: str  # "<iou type> <stat name>", e.g. "bbox AP" or "segm AP50"
+    metric: str  # "<iou type> <stat name>" ("bbox AP", "segm AP50") or "train <loss>" ("train loss")
     expected: float
     tolerance: float
     actual: float | None = None
@@ -106,22 +110,34 @@ def gate_for(recipe: str, version: str = torch.__version__, path: Path | None = 
     return [GateCheck(*row) for row in rows]
 
 
-def metric_value(result: CocoResult, metric: str) -> float | None:
+TRAIN_PREFIX = "train "  # "train loss" (the last epoch's mean total loss), "train loss_mask", ...
+
+
+def metric_value(result: CocoResult | None, metric: str, last_epoch: EpochRecord | None = None) -> float | None:
+    """A row's value: ``"<iou type> <stat>"`` from the COCO result, ``"train <loss>"`` from the last epoch's
+    mean losses as the references log them (``loss`` is their sum); None when the run has no such value."""
+    if metric.startswith(TRAIN_PREFIX):
+        if last_epoch is None:
+            return None
+        key = metric[len(TRAIN_PREFIX):]
+        return last_epoch.train_loss if key == "loss" else last_epoch.losses.get(key)
     iou_type, _, stat = metric.partition(" ")
-    if iou_type not in result.stats or stat not in STAT_NAMES:
+    if result is None or iou_type not in result.stats or stat not in STAT_NAMES:
         return None
     return result.stats[iou_type][STAT_NAMES.index(stat)]
 
 
-def check_gate(result: CocoResult | None, checks: list[GateCheck]) -> list[GateCheck]:
+def check_gate(result: CocoResult | None, checks: list[GateCheck],
+               last_epoch: EpochRecord | None = None) -> list[GateCheck]:
     """Each check with its actual value filled in (None when the run has no such metric)."""
-    return [GateCheck(c.task, c.metric, c.expected, c.tolerance,
-                      metric_value(result, c.metric) if result else None) for c in checks]
+    return [GateCheck(c.task, c.metric, c.expected, c.tolerance, metric_value(result, c.metric, last_epoch))
+            for c in checks]
 
 
-def assert_gate(result: CocoResult | None, checks: list[GateCheck]) -> list[GateCheck]:
+def assert_gate(result: CocoResult | None, checks: list[GateCheck],
+                last_epoch: EpochRecord | None = None) -> list[GateCheck]:
     """Raise :class:`GateError` listing expected vs actual for every failed check."""
-    done = check_gate(result, checks)
+    done = check_gate(result, checks, last_epoch)
     failed = [c for c in done if not c.passed]
     if failed:
         raise GateError("accuracy gate failed:\n" + "\n".join(str(c) for c in failed))

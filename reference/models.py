@@ -83,13 +83,31 @@ def _as_pretrained(model: nn.Module, frozen_bn: bool) -> None:
     """
     body = model.backbone.body
     if frozen_bn:
-        for name, module in list(body.named_modules()):
-            if isinstance(module, nn.BatchNorm2d):
-                parent = body.get_submodule(name.rpartition(".")[0]) if "." in name else body
-                setattr(parent, name.rpartition(".")[2], FrozenBatchNorm2d(module.num_features, eps=module.eps))
+        freeze_batchnorm(body)
     for name, p in body.named_parameters():
         if not name.startswith(PRETRAINED_TRAINABLE_LAYERS):
             p.requires_grad_(False)
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d`` holding its statistics and affine
+    parameters (what torchvision builds a pretrained backbone with); returns ``module``."""
+    for name, bn in list(module.named_modules()):
+        if isinstance(bn, nn.BatchNorm2d):
+            parent = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
+            frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+            with torch.no_grad():
+                for k in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(frozen, k).copy_(getattr(bn, k))
+            setattr(parent, name.rpartition(".")[2], frozen)
+    return module
+
+
+def has_frozen_batchnorm(state: dict[str, torch.Tensor], model: nn.Module) -> bool:
+    """Whether ``state`` was saved from ``model``'s architecture with frozen BatchNorm (as a model fine-tuned
+    from pretrained weights is): ``model`` has BatchNorm layers but ``state`` has none of their counters."""
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    return has_bn and not any(k.endswith("num_batches_tracked") for k in state)
 
 
 def _zoo(builder: Callable, weights_enum, weights: Weights, frozen_bn: bool = True, **kwargs) -> nn.Module:
@@ -201,11 +219,32 @@ class SmallConfig:
     proposals_test: int = 128
 
 
-def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfig = SmallConfig(),
-                   **kwargs) -> nn.Module:
-    """A Mask R-CNN that trains from scratch on a 2-core CPU in minutes (tests and the main job)."""
-    if weights == "DEFAULT":
-        raise WeightsUnavailableError("small_maskrcnn has no pretrained weights; use weights=None or a path")
+# The small model's pretrained stand-in for COCO weights (reference.testing.pretrain makes it), by name
+STANDIN = "standin"
+STANDIN_FILE = "pretrained/small_maskrcnn_shapes.pt"
+# the stages a pretrained small model keeps fixed, as torchvision keeps conv1 and layer1 of a COCO resnet50
+SMALL_FROZEN_STAGES = ("stem", "layer1")
+
+
+def standin_path() -> Path:
+    """The bundled stand-in's file, after checking its SHA-256 against ``fixtures/manifest.json``."""
+    import hashlib
+    import json
+
+    from .paths import fixtures_dir
+
+    path = fixtures_dir() / STANDIN_FILE
+    if not path.is_file():
+        raise WeightsUnavailableError(f"the pretrained stand-in {path} is missing; make it with "
+                                      f"python -m reference.testing.pretrain --out {path}")
+    want = json.loads((fixtures_dir() / "manifest.json").read_text())["pretrained"]["sha256"]
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want:
+        raise ModelConfigError(f"{path}: SHA-256 {got[:12]}... is not the manifest's {want[:12]}...: the file changed")
+    return path
+
+
+def _small(num_classes: int, config: SmallConfig, **kwargs) -> tvd.MaskRCNN:
     body = _SmallBackbone()
     backbone = BackboneWithFPN(body, return_layers={"layer1": "0", "layer2": "1", "layer3": "2"},
                                in_channels_list=[32, 64, 96], out_channels=config.fpn_channels)
@@ -224,8 +263,41 @@ def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfi
         mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2),
         mask_head=MaskRCNNHeads(c, (c, c, c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, num_classes),
         **kwargs)
-    if weights is not None:
-        model.load_state_dict(load_state_dict_file(weights))
+    return model
+
+
+def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfig = SmallConfig(),
+                   **kwargs) -> nn.Module:
+    """A Mask R-CNN small enough to train on a 2-core CPU in minutes (tests and the main job).
+
+    ``weights``: None (random), ``"standin"`` (the bundled stand-in pretrained on generated shapes, see
+    :mod:`reference.testing.pretrain`) or a path to a state dict or checkpoint of this architecture.
+    Pretrained weights are treated as torchvision treats COCO weights: the model is built with the weights'
+    own class count and loaded, its BatchNorm frozen (``FrozenBatchNorm2d``) and its first two stages
+    (``stem``, ``layer1``) not trained; then the tutorial's surgery replaces the box and the mask predictor by
+    new ones for ``num_classes``.
+    """
+    if weights == "DEFAULT":
+        raise WeightsUnavailableError("small_maskrcnn has no COCO weights; use weights=None, "
+                                      f"{STANDIN!r} (the bundled pretrained stand-in) or a path")
+    if weights is None:
+        return _small(num_classes, config, **kwargs)
+    state = load_state_dict_file(standin_path() if weights == STANDIN else weights)
+    source = state.get("roi_heads.box_predictor.cls_score.weight")
+    if source is None:
+        raise ModelConfigError(f"{weights}: not small_maskrcnn weights (no roi_heads.box_predictor)")
+    model = _small(int(source.shape[0]), config, **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelConfigError(f"{weights}: does not fit small_maskrcnn: {str(exc)[:300]}") from exc
+    freeze_batchnorm(model.backbone.body)
+    for name, p in model.backbone.body.named_parameters():
+        if name.startswith(SMALL_FROZEN_STAGES):
+            p.requires_grad_(False)
+    c = config.fpn_channels
+    model.roi_heads.box_predictor = FastRCNNPredictor(256, num_classes)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(c, c, num_classes)
     return model
 
 

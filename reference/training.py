@@ -3,7 +3,8 @@
 - ``tutorial`` (seeds 000/001): SGD lr 0.005, momentum 0.9, weight decay 5e-4, StepLR(3, 0.1), batch 2.
 - ``mills`` (seed 002): AdamW lr 5e-4, OneCycleLR stepped per iteration, mixed precision, a
   best-validation-loss checkpoint plus a JSON of training metadata.
-- ``ci``: tuned for the small Mask R-CNN on the generated default data on 2 CPU cores (see README).
+- ``ci``: the tutorial's recipe shortened for the demo and the accuracy gate: the pretrained stand-in
+  fine-tuned on the bundled data in about a minute on 2 CPU cores (see README).
 
 Checkpoints hold model, optimizer, schedulers, scaler, epoch and RNG states and are written atomically.
 Each epoch's shuffling comes from a generator seeded by ``(seed, epoch)`` and the global RNG state is saved
@@ -66,10 +67,11 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "tutorial": Recipe("tutorial", "sgd", 0.005, 5e-4, 2, 10, "step", "tutorial"),
     "mills": Recipe("mills", "adamw", 5e-4, 1e-2, 4, 10, "onecycle", "mills", amp=True, warmup=False),
-    # no warmup: the references' warmup spans all of epoch 0, a third of this short run (measured on seed 0:
-    # bbox AP 0.38 with it, 0.41 without); three epochs keep the demo (the gate's run) near 1.5 min on one core (was 2).
-    # Evaluated once, at the end (eval_every=3): a mid-run evaluation cost ~3 s and changes no weight
-    "ci": Recipe("ci", "adamw", 1e-3, 1e-4, 4, 3, "cosine", "tutorial", warmup=False, eval_every=3),
+    # the demo's and the gate's fine-tuning of the pretrained stand-in: the tutorial's recipe (SGD lr 0.005,
+    # momentum 0.9, weight decay 5e-4, batch 2, StepLR gamma 0.1, the epoch-0 warmup, flip 0.5) shortened to 5
+    # epochs with the learning-rate step after 4 (after 3, seed 0 lands lower: measured). Evaluated once, at the
+    # end: evaluation changes no weight
+    "ci": Recipe("ci", "sgd", 0.005, 5e-4, 2, 5, "step", "tutorial", step_size=4, eval_every=5),
 }
 
 

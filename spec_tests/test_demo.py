@@ -1,5 +1,6 @@
-"""The main job as a user runs it (``tvref demo``): the ``ci`` recipe's small Mask R-CNN trained from random
-weights on the bundled data (seed 0, CPU), every promised file written, and the accuracy gate passed.
+"""The main job as a user runs it (``tvref demo``): the pretrained stand-in (``weights="standin"``) fine-tuned
+with the ``ci`` recipe on the bundled data as the tutorial fine-tunes a COCO model (seed 0, CPU), every promised
+file written, and the accuracy gate passed.
 
 The demo's training is the accuracy gate's run (``reference.jobs.run_gate`` trains the same way, without the
 per-epoch validation, which runs on a forked RNG and leaves the weights alone). It is the one slow part of the
@@ -99,6 +100,7 @@ def test_demo_report_has_stats_epochs_validation_and_versions(demo):
 def test_demo_writes_checkpoint_metadata_plot_and_pictures(demo):
     meta = json.loads((demo.out / "checkpoint.json").read_text())
     assert meta["model_name"] == "small_maskrcnn" and meta["epochs_done"] == EPOCHS
+    assert demo.report()["weights"] == "standin"
     for name in ("history.png", "predictions_0.png", "predictions_3.png"):
         with Image.open(demo.out / name) as im:
             assert im.width > 400

@@ -11,15 +11,31 @@ import pytest
 
 from reference import gate
 from reference.coco_eval import STAT_NAMES, CocoResult
+from reference.training import EpochRecord
 
 
-def _result(bbox: float, segm: float) -> CocoResult:
-    stats = {t: [v] + [0.0] * (len(STAT_NAMES) - 1) for t, v in (("bbox", bbox), ("segm", segm))}
-    return CocoResult(stats=stats, summary={})
+def _run(values: dict[str, float]) -> tuple[CocoResult, EpochRecord]:
+    """A COCO result and a last epoch holding ``values`` ("bbox AP", "segm AP", "train loss", ...)."""
+    stats = {t: [0.0] * len(STAT_NAMES) for t in ("bbox", "segm")}
+    losses = {}
+    for metric, v in values.items():
+        kind, _, name = metric.partition(" ")
+        if kind == "train":
+            losses[name] = v
+        else:
+            stats[kind][STAT_NAMES.index(name)] = v
+    epoch = EpochRecord(0, losses.pop("loss", 0.0), losses, 1.0)
+    return CocoResult(stats=stats, summary={}), epoch
 
 
 def _rows() -> list[gate.GateCheck]:
     return gate.gate_for("ci")
+
+
+def test_the_demo_gate_has_ap_rows_at_most_0_02_wide_and_a_training_loss_row():
+    metrics = {c.metric: c.tolerance for c in _rows()}
+    assert {"bbox AP", "segm AP", "train loss"} <= set(metrics)
+    assert metrics["bbox AP"] <= 0.02 and metrics["segm AP"] <= 0.02
 
 
 def test_every_tox_torch_line_has_measured_rows():
@@ -40,7 +56,8 @@ def test_a_result_two_tolerances_away_fails(direction):
     values = {c.metric: c.expected for c in checks}
     for c in checks:
         moved = dict(values, **{c.metric: c.expected + direction * 2 * c.tolerance})
-        done = gate.check_gate(_result(moved["bbox AP"], moved["segm AP"]), checks)
+        result, epoch = _run(moved)
+        done = gate.check_gate(result, checks, epoch)
         failed = [d for d in done if not d.passed]
         assert [d.metric for d in failed] == [c.metric]
         assert ("update expected" in str(failed[0])) == (direction > 0)
@@ -49,19 +66,20 @@ def test_a_result_two_tolerances_away_fails(direction):
 def test_a_result_at_the_expected_values_passes():
     checks = _rows()
     values = {c.metric: c.expected for c in checks}
-    assert all(c.passed for c in gate.check_gate(_result(values["bbox AP"], values["segm AP"]), checks))
+    result, epoch = _run(values)
+    assert all(c.passed for c in gate.check_gate(result, checks, epoch))
 
 
 def test_a_row_moved_by_twice_its_tolerance_fails_the_same_result():
     checks = _rows()
     values = {c.metric: c.expected for c in checks}
-    result = _result(values["bbox AP"], values["segm AP"])
+    result, epoch = _run(values)
     for k, c in enumerate(checks):
         for direction in (-1, 1):
             moved = list(checks)
             moved[k] = replace(c, expected=c.expected + direction * 2 * c.tolerance)
             with pytest.raises(gate.GateError, match=c.metric):
-                gate.assert_gate(result, moved)
+                gate.assert_gate(result, moved, epoch)
 
 
 def test_an_unmeasured_torch_line_has_no_gate():

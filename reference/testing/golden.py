@@ -3,8 +3,8 @@ tolerances.
 
 Two sets, both in ``fixtures/golden/``:
 
-- **trained** (``small_maskrcnn_ci.json``): the ``ci`` recipe's small Mask R-CNN after training
-  (``small_maskrcnn_ci.pt``, weights stored as float16) on bundled validation scenes, two of them at odd
+- **trained** (``small_maskrcnn_ci.json``): the small Mask R-CNN after training from random weights with an
+  earlier ``ci`` recipe (AdamW, 3 epochs; ``small_maskrcnn_ci.pt``, weights stored as float16) on bundled validation scenes, two of them at odd
   sizes so that the model's resize and the box and mask paste-back run with real scale factors. Every
   detection is stored (boxes, scores, labels, mask RLEs) with the train-mode losses. Trained weights give
   scores spread over (0.05, 1) and masks with structure, so a drift in torchvision's numerics or settings

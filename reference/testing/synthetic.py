@@ -168,6 +168,81 @@ def make_scene(seed: int, index: int, size: tuple[int, int] = (160, 128), num_cl
     return Scene(image=image, labels=labels, polygons=polygons, masks=masks)
 
 
+# The pretraining stand-in's data (:mod:`reference.testing.pretrain`): a distribution of its own, so that
+# fine-tuning on the pedestrian scenes is a transfer, as COCO -> PennFudan is. Six polygon classes, none of
+# them a person: regular solids, stars, crosses and arrows at any rotation and aspect ratio.
+SHAPE_CLASSES = ("triangle", "square", "hexagon", "star", "cross", "arrow")
+
+
+def _shape(rng: np.random.Generator, kind: str, cx: float, cy: float, size: float) -> Polygon:
+    """Polygon ``kind`` centred on ``(cx, cy)``, ``size`` across, rotated and stretched at random."""
+    if kind in ("triangle", "square", "hexagon"):
+        n = {"triangle": 3, "square": 4, "hexagon": 6}[kind]
+        pts = [(math.cos(2 * math.pi * k / n), math.sin(2 * math.pi * k / n)) for k in range(n)]
+    elif kind == "star":
+        inner = rng.uniform(0.35, 0.55)
+        pts = [((1 if k % 2 == 0 else inner) * math.cos(math.pi * k / 5),
+                (1 if k % 2 == 0 else inner) * math.sin(math.pi * k / 5)) for k in range(10)]
+    elif kind == "cross":
+        a = rng.uniform(0.25, 0.4)
+        pts = [(a, 1), (a, a), (1, a), (1, -a), (a, -a), (a, -1), (-a, -1), (-a, -a), (-1, -a), (-1, a),
+               (-a, a), (-a, 1)]
+    else:  # arrow
+        a, head = rng.uniform(0.2, 0.35), rng.uniform(0.0, 0.4)
+        pts = [(-1, a), (head, a), (head, 0.8), (1, 0), (head, -0.8), (head, -a), (-1, -a)]
+    angle, stretch = rng.uniform(0, 2 * math.pi), rng.uniform(0.6, 1.0)
+    ca, sa = math.cos(angle), math.sin(angle)
+    r = size / 2
+    return [(cx + r * (x * ca - y * stretch * sa), cy + r * (x * sa + y * stretch * ca)) for x, y in pts]
+
+
+def make_shapes_scene(seed: int, index: int, size: tuple[int, int] = (160, 128), max_instances: int = 5) -> Scene:
+    """Scene ``index`` of the stand-in's pretraining data: 1 to ``max_instances`` shapes of
+    :data:`SHAPE_CLASSES` (labels 1-6), each one or two colours, on the same kind of background as the
+    pedestrian scenes. Shapes may overlap a little; each keeps most of itself visible."""
+    rng = np.random.default_rng([seed, index, 7])
+    w, h = size
+    img = _background(rng, w, h)
+    wanted = int(rng.integers(1, max_instances + 1))
+    labels: list[int] = []
+    polygons: list[Polygon] = []
+    full: list[np.ndarray] = []
+    for _ in range(wanted * 4):
+        if len(labels) == wanted:
+            break
+        label = int(rng.integers(1, len(SHAPE_CLASSES) + 1))
+        across = rng.uniform(0.15, 0.7) * h
+        cx, cy = rng.uniform(across / 2, w - across / 2), rng.uniform(across / 2, h - across / 2)
+        poly = _shape(rng, SHAPE_CLASSES[label - 1], cx, cy, across)
+        if min(x for x, _ in poly) <= 0 or max(x for x, _ in poly) >= w - 1 \
+                or min(y for _, y in poly) <= 0 or max(y for _, y in poly) >= h - 1:
+            continue
+        m = _rasterise(poly, size)
+        covered = np.zeros_like(m)
+        for other in full:
+            covered |= other
+        if (m & covered).sum() > 0.2 * max(int(m.sum()), 1) or any((o & ~m).sum() < 0.6 * o.sum() for o in full):
+            continue
+        labels.append(label)
+        polygons.append(poly)
+        full.append(m)
+    for m in full:
+        colour = rng.integers(0, 256, size=3)
+        img[m] = colour
+        if rng.random() < 0.5:  # a second colour on one half: colour alone does not find the outline
+            rows = np.arange(h)[:, None] < rng.uniform(0, h)
+            img[m & rows] = rng.integers(0, 256, size=3)
+    visible = []
+    for i, m in enumerate(full):
+        v = m.copy()
+        for later in full[i + 1:]:
+            v &= ~later
+        visible.append(v)
+    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    masks = np.stack(visible) if visible else np.zeros((0, h, w), dtype=bool)
+    return Scene(image=image, labels=labels, polygons=polygons, masks=masks)
+
+
 def _write_pennfudan(out: Path, scenes: Sequence[Scene]) -> None:
     (out / "PNGImages").mkdir(parents=True, exist_ok=True)
     (out / "PedMasks").mkdir(parents=True, exist_ok=True)
