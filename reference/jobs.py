@@ -34,8 +34,8 @@ from .models import STANDIN, build_model
 from .paths import fixtures_dir
 from .render import save_png, side_by_side
 from .report import build_report, write_report
-from .training import (EpochRecord, FitConfig, FitResult, Recipe, check_resumable, data_fingerprint, fit, get_recipe,
-                       make_loader, planned_epochs, transforms_for)
+from .training import (EpochRecord, FitConfig, FitResult, Recipe, check_resumable, data_fingerprint, fit,
+                       get_recipe, make_loader, planned_epochs, transforms_for)
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +355,8 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     except CheckpointError as exc:
         raise JobError(str(exc)) from exc
     meta = {"title": f"{opts.model} / {opts.recipe}", "model": opts.model, "recipe": opts.recipe,
-            "data": str(opts.data), "weights": opts.weights, "epochs_run": cfg.epochs, "seed": opts.seed, "device": str(device),
-            "num_classes": num_classes, "classes": classes}
+            "data": str(opts.data), "weights": opts.weights, "epochs_run": cfg.epochs, "seed": opts.seed,
+            "device": str(device), "num_classes": num_classes, "classes": classes}
     report = build_report(result, meta)
     return result, report
 
@@ -514,12 +514,11 @@ def run_demo(out: Path, epochs: int | None = None, seed: int = 0, on_epoch=None,
         validation[split] = validate_dataset(open_dataset(data / split, "pennfudan"), num_classes=2)
         if not validation[split].ok:
             raise JobError(f"bundled data {data / split} breaks the contract:\n{validation[split].render_text()}")
-    result, report = run_train(TrainOptions(data=data, out=out, weights=DEMO_WEIGHTS, epochs=epochs, seed=seed,
-                                                 overwrite=overwrite),
-                               on_epoch=on_epoch)
+    options = TrainOptions(data=data, out=out, weights=DEMO_WEIGHTS, epochs=epochs, seed=seed, overwrite=overwrite)
+    result, report = run_train(options, on_epoch=on_epoch)
     report["validation"] = {k: v.to_dict()["summary"] for k, v in validation.items()}
-    report["gate"], report["gate_passed"], report["gate_checks"] = _demo_gate(result.final, result.history[-1] if result.history else None,
-                                                                          epochs)
+    last_epoch = result.history[-1] if result.history else None
+    report["gate"], report["gate_passed"], report["gate_checks"] = _demo_gate(result.final, last_epoch, epochs)
     paths = write_report(report, out)
     val = open_dataset(data / "val", "pennfudan", transforms_for(get_recipe("ci"), False))
     pictures = write_prediction_pictures(out / "last.pt", val, out)

@@ -3,12 +3,13 @@ tolerances.
 
 Two sets, both in ``fixtures/golden/``:
 
-- **trained** (``small_maskrcnn_ci.json``): the small Mask R-CNN after training from random weights with an
-  earlier ``ci`` recipe (AdamW, 3 epochs; ``small_maskrcnn_ci.pt``, weights stored as float16) on bundled validation scenes, two of them at odd
-  sizes so that the model's resize and the box and mask paste-back run with real scale factors. Every
-  detection is stored (boxes, scores, labels, mask RLEs) with the train-mode losses. Trained weights give
-  scores spread over (0.05, 1) and masks with structure, so a drift in torchvision's numerics or settings
-  shows. Compared with :func:`reference.testing.snapshot.compare_detections` and :data:`TRAINED_TOLERANCES`.
+- **trained** (``small_maskrcnn_ci.json``): the small Mask R-CNN trained from random weights for 14 epochs with an
+  earlier ``ci`` recipe (AdamW, cosine, the references' warmup; ``small_maskrcnn_ci.pt``, weights stored as
+  float16), on bundled validation scenes, two of them at odd sizes so that the model's resize and the box and mask
+  paste-back run with real scale factors. Every detection is stored (boxes, scores, labels, mask RLEs) with the
+  train-mode losses. Trained weights give scores spread over (0.05, 1) and masks with structure, so a drift in
+  torchvision's numerics or settings shows. Compared with :func:`reference.testing.snapshot.compare_detections`
+  and :data:`TRAINED_TOLERANCES`.
 - **architecture** (one file per builder): every builder with random weights on two synthetic images: the
   top detections, mask mean and standard deviation, the loss dict. Random weights score every detection
   alike, so these files pin the builders' structure (heads, sizes, loss keys), not numeric drift.
