@@ -132,7 +132,7 @@ def test_a_checkpoint_for_another_class_count_is_refused(checkpoint, capsys):
     (["evaluate", "--checkpoint", "{tmp}/x.pt", "--data", "{fix}"], "no such checkpoint"),
     (["train", "--data", "{fix}", "--out", "{tmp}/o", "--device", "cuda"], "CUDA is not available"),
     (["train", "--data", "{tmp}", "--out", "{tmp}/o"], "no known layout"),
-    (["train", "--data", "{fix}", "--out", "{tmp}/o", "--weights", "DEFAULT"], "no pretrained weights"),
+    (["train", "--data", "{fix}", "--out", "{tmp}/o", "--weights", "DEFAULT"], "no COCO weights"),
 ])
 def test_bad_input_exits_two_with_a_one_line_error(argv, match, tmp_path, capsys):
     if "cuda" in argv and torch.cuda.is_available():

@@ -39,8 +39,9 @@ def test_default_fixture_stays_small():
     data = sum(p.stat().st_size for p in files if p.suffix != ".pt")
     weights = sum(p.stat().st_size for p in files if p.suffix == ".pt")
     assert data < 3 * 2**20, f"fixture data weighs {data / 2**20:.2f} MiB; keep it under 3 MiB"
-    # the golden trained weights, float16: 2.7 MiB for the small Mask R-CNN's 1.4 M parameters
-    assert weights < 3 * 2**20, f"fixture weights weigh {weights / 2**20:.2f} MiB; keep them under 3 MiB"
+    # two float16 state dicts of the small Mask R-CNN (1.4 M parameters, 2.7 MiB each): the golden trained weights
+    # and the pretrained stand-in
+    assert weights < 6 * 2**20, f"fixture weights weigh {weights / 2**20:.2f} MiB; keep them under 6 MiB"
 
 
 def test_generator_is_deterministic_and_seed_sensitive(tmp_path):

@@ -13,6 +13,8 @@ from reference import gate
 from reference.coco_eval import STAT_NAMES, CocoResult
 from reference.training import EpochRecord
 
+AP_TOLERANCE_CAP = 0.02  # the issue's bound for the AP rows (ci/measure_gate.py applies it)
+
 
 def _run(values: dict[str, float]) -> tuple[CocoResult, EpochRecord]:
     """A COCO result and a last epoch holding ``values`` ("bbox AP", "segm AP", "train loss", ...)."""
@@ -47,7 +49,12 @@ def test_every_tox_torch_line_has_measured_rows():
         for _task, metric, expected, tolerance in rows:
             values = measured[metric]
             assert expected == pytest.approx(sum(values) / len(values), abs=1e-4), (line, metric)
-            assert all(abs(v - expected) <= tolerance for v in values), (line, metric)
+            rule = gate.tolerance_from(values, center=expected)
+            capped = " AP" in metric and rule > AP_TOLERANCE_CAP
+            assert tolerance == (AP_TOLERANCE_CAP if capped else rule), (line, metric)
+            if not capped:  # a capped row is narrower than its seeds: the README says so and how often it bites
+                assert all(abs(v - expected) <= tolerance for v in values), (line, metric)
+            assert abs(values[measured["seeds"].index(0)] - expected) <= tolerance, (line, metric)  # the gate's seed
 
 
 @pytest.mark.parametrize("direction", [-1, 1], ids=["lower", "higher"])
