@@ -4,7 +4,8 @@
 ``val/``, or its held-out fifth; each into its own temporary folder) and writes the rows the project's own gate
 uses, ``[task, metric, expected, tolerance]`` (see :mod:`reference.gate`): ``expected`` is the seeds' mean and
 ``tolerance`` comes from their spread (:func:`reference.gate.tolerance_from`), for every AP the final COCO
-evaluation gives (``bbox AP``; Mask R-CNN also ``segm AP``). Beside the rows: the per-seed values, the versions,
+evaluation gives (``bbox AP``; Mask R-CNN also ``segm AP``) and for ``train loss``, the last epoch's mean
+training loss (as the demo's gate). Beside the rows: the per-seed values, the versions,
 the recipe's settings, the model, weights, data and epochs.
 
 ``check`` trains once more, with the recorded model, recipe (by name), weights and epochs and the first measured
@@ -33,11 +34,14 @@ import torch
 from .coco_eval import STAT_NAMES, CocoResult
 from .gate import TOLERANCE_RULE, GateCheck, check_gate, tolerance_from, torch_line
 from .jobs import JobError, TrainOptions, run_train
-from .training import get_recipe
+from .training import EpochRecord, get_recipe
 
 FORMAT = "tvref-gate/1"
 MIN_SEEDS = 2
-IOU_TYPES = ("bbox", "segm", "keypoints")  # the order rows are written in
+IOU_TYPES = ("bbox", "segm", "keypoints")  # the order rows are written in, then TRAIN_LOSS
+# the last epoch's mean training loss (as the demo's gate): it moves with the learning rate, the epochs, a loss
+# weight or an augmentation, and scatters less over seeds than AP on a small validation split
+TRAIN_LOSS = "train loss"
 # weights given by name rather than by file (build_model's own names)
 WEIGHT_NAMES = ("DEFAULT", "standin")
 
@@ -123,14 +127,14 @@ def value_of(result: CocoResult, metric: str) -> float:
 
 
 def train_once(data: Path, *, model: str, recipe: str, weights: str | None, epochs: int | None, seed: int,
-               fmt: str | None = None, on_epoch: Callable | None = None) -> CocoResult:
-    """One ``tvref train`` run into a temporary folder; its final COCO evaluation."""
+               fmt: str | None = None, on_epoch: Callable | None = None) -> tuple[CocoResult, EpochRecord]:
+    """One ``tvref train`` run into a temporary folder; its final COCO evaluation and its last epoch."""
     with tempfile.TemporaryDirectory(prefix="tvref-gate-") as tmp:
         result, _ = run_train(TrainOptions(data=data, out=Path(tmp) / "run", model=model, recipe=recipe, fmt=fmt,
                                            weights=weights, epochs=epochs, seed=seed), on_epoch=on_epoch)
     if result.final is None:
         raise JobError(f"--data {data}: the run ended without a final evaluation")
-    return result.final
+    return result.final, result.history[-1]
 
 
 def check_output(out: Path, overwrite: bool) -> None:
@@ -164,10 +168,11 @@ def measure(data: Path, *, recipe: str, weights: str | None, model: str = "small
     seconds: list[float] = []
     for seed in range(seeds):
         start = time.perf_counter()
-        final = train_once(data, model=model, recipe=recipe, weights=weights, epochs=epochs, seed=seed, fmt=fmt,
-                           on_epoch=on_epoch)
+        final, last_epoch = train_once(data, model=model, recipe=recipe, weights=weights, epochs=epochs, seed=seed,
+                                       fmt=fmt, on_epoch=on_epoch)
         seconds.append(round(time.perf_counter() - start, 1))
         got = {m: round(value_of(final, m), 4) for m in ap_metrics(final)}
+        got[TRAIN_LOSS] = round(last_epoch.train_loss, 4)
         for m, v in got.items():
             values.setdefault(m, []).append(v)
         if on_seed is not None:
@@ -241,9 +246,9 @@ def load(path: Path) -> GateSpec:
             raise _bad(path, f"field rows[{i}]", "must be [task, metric, expected, tolerance] with two strings, "
                        f"a number and a number >= 0, got {json.dumps(row)[:80]}")
         iou_type, _, stat = row[1].partition(" ")
-        if iou_type not in IOU_TYPES or stat not in STAT_NAMES:
-            raise _bad(path, f"field rows[{i}][1]", f"must be '<{'|'.join(IOU_TYPES)}> <{'|'.join(STAT_NAMES)}>', "
-                       f"got {row[1][:40]!r}")
+        if row[1] != TRAIN_LOSS and (iou_type not in IOU_TYPES or stat not in STAT_NAMES):
+            raise _bad(path, f"field rows[{i}][1]", f"must be '<{'|'.join(IOU_TYPES)}> <{'|'.join(STAT_NAMES)}>' "
+                       f"or '{TRAIN_LOSS}', got {row[1][:40]!r}")
         checks.append(GateCheck(row[0], row[1], float(row[2]), float(row[3])))
     seeds = doc.get("seeds")
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
@@ -306,6 +311,6 @@ def check(spec: GateSpec, data: Path, seed: int | None = None, on_epoch: Callabl
     notes = preflight(spec, data)
     seed = spec.seeds[0] if seed is None else seed
     start = time.perf_counter()
-    final = train_once(data, model=spec.model, recipe=spec.recipe["name"], weights=spec.weights,
-                       epochs=spec.epochs, seed=seed, fmt=spec.data_format, on_epoch=on_epoch)
-    return GateRun(check_gate(final, spec.rows), seed, notes, time.perf_counter() - start)
+    final, last_epoch = train_once(data, model=spec.model, recipe=spec.recipe["name"], weights=spec.weights,
+                                   epochs=spec.epochs, seed=seed, fmt=spec.data_format, on_epoch=on_epoch)
+    return GateRun(check_gate(final, spec.rows, last_epoch), seed, notes, time.perf_counter() - start)
