@@ -117,6 +117,17 @@ def _paint(img: np.ndarray, mask: np.ndarray, polygon: Polygon, rng: np.random.G
     img[head] = rng.integers(120, 256) * np.array([1.0, 0.8, 0.65])
 
 
+def _visible(full: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """Each instance's visible part, [N, H, W] bool: what no later (nearer) instance covers."""
+    visible = []
+    for i, m in enumerate(full):
+        v = m.copy()
+        for later in full[i + 1:]:
+            v &= ~later
+        visible.append(v)
+    return np.stack(visible) if visible else np.zeros((0, h, w), dtype=bool)
+
+
 def make_scene(seed: int, index: int, size: tuple[int, int] = (160, 128), num_classes: int = 1,
                max_instances: int = 4, allow_empty: bool = False, occlusion: bool = True) -> Scene:
     """Draw scene ``index`` of a dataset seeded ``seed``. ``size`` is (width, height)."""
@@ -155,17 +166,10 @@ def make_scene(seed: int, index: int, size: tuple[int, int] = (160, 128), num_cl
         labels.append(label)
         polygons.append(poly)
         full.append(m)
-    visible = []
-    for i, m in enumerate(full):
-        v = m.copy()
-        for later in full[i + 1:]:
-            v &= ~later
-        visible.append(v)
     for poly, m in zip(polygons, full):
         _paint(img, m, poly, rng)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    masks = np.stack(visible) if visible else np.zeros((0, h, w), dtype=bool)
-    return Scene(image=image, labels=labels, polygons=polygons, masks=masks)
+    return Scene(image=image, labels=labels, polygons=polygons, masks=_visible(full, h, w))
 
 
 # The pretraining stand-in's data (:mod:`reference.testing.pretrain`): a distribution of its own, so that
@@ -232,15 +236,8 @@ def make_shapes_scene(seed: int, index: int, size: tuple[int, int] = (160, 128),
         if rng.random() < 0.5:  # a second colour on one half: colour alone does not find the outline
             rows = np.arange(h)[:, None] < rng.uniform(0, h)
             img[m & rows] = rng.integers(0, 256, size=3)
-    visible = []
-    for i, m in enumerate(full):
-        v = m.copy()
-        for later in full[i + 1:]:
-            v &= ~later
-        visible.append(v)
     image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    masks = np.stack(visible) if visible else np.zeros((0, h, w), dtype=bool)
-    return Scene(image=image, labels=labels, polygons=polygons, masks=masks)
+    return Scene(image=image, labels=labels, polygons=polygons, masks=_visible(full, h, w))
 
 
 def _write_pennfudan(out: Path, scenes: Sequence[Scene]) -> None:
