@@ -287,6 +287,8 @@ def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfi
     if source is None:
         raise ModelConfigError(f"{weights}: not small_maskrcnn weights (no roi_heads.box_predictor)")
     model = _small(int(source.shape[0]), config, **kwargs)
+    if has_frozen_batchnorm(state, model):  # weights that were fine-tuned already (a run's last.pt)
+        freeze_batchnorm(model.backbone.body)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

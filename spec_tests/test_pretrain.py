@@ -87,6 +87,16 @@ def test_a_pretrained_small_model_freezes_batchnorm_and_its_first_two_stages(sur
     assert all(p.requires_grad for p in model.roi_heads.parameters())
 
 
+def test_a_fine_tuned_checkpoint_loads_as_pretrained_weights_again(surgery, tmp_path):
+    """A run's last.pt (frozen BatchNorm, no num_batches_tracked) can start the next fine-tuning."""
+    _, model = surgery
+    torch.save({"model": model.state_dict()}, tmp_path / "last.pt")
+    again = build_model("small_maskrcnn", 3, str(tmp_path / "last.pt"))
+    kept = [k for k in model.state_dict() if not k.startswith(("roi_heads.box_predictor", "roi_heads.mask_predictor"))]
+    assert all(torch.equal(again.state_dict()[k], model.state_dict()[k]) for k in kept)
+    assert again.roi_heads.box_predictor.cls_score.out_features == 3
+
+
 def test_default_weights_for_the_small_model_point_to_the_stand_in():
     with pytest.raises(models.WeightsUnavailableError, match="standin"):
         build_model("small_maskrcnn", 2, "DEFAULT")
