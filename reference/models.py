@@ -287,13 +287,13 @@ def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfi
     if source is None:
         raise ModelConfigError(f"{weights}: not small_maskrcnn weights (no roi_heads.box_predictor)")
     model = _small(int(source.shape[0]), config, **kwargs)
-    if has_frozen_batchnorm(state, model):  # weights that were fine-tuned already (a run's last.pt)
-        freeze_batchnorm(model.backbone.body)
+    # frozen before loading: FrozenBatchNorm2d takes pretrained BatchNorm weights (it drops their counters) and
+    # a fine-tuned run's last.pt alike
+    freeze_batchnorm(model.backbone.body)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelConfigError(f"{weights}: does not fit small_maskrcnn: {str(exc)[:300]}") from exc
-    freeze_batchnorm(model.backbone.body)
     for name, p in model.backbone.body.named_parameters():
         if name.startswith(SMALL_FROZEN_STAGES):
             p.requires_grad_(False)

@@ -32,7 +32,7 @@ from typing import Any, Callable
 import torch
 
 from .coco_eval import STAT_NAMES, CocoResult
-from .gate import TOLERANCE_RULE, GateCheck, check_gate, tolerance_from, torch_line
+from .gate import TOLERANCE_RULE, GateCheck, check_gate, metric_value, tolerance_from, torch_line
 from .jobs import JobError, TrainOptions, run_train
 from .training import EpochRecord, get_recipe
 
@@ -121,11 +121,6 @@ def ap_metrics(result: CocoResult) -> list[str]:
     return [f"{t} AP" for t in IOU_TYPES if t in result.stats]
 
 
-def value_of(result: CocoResult, metric: str) -> float:
-    iou_type, _, stat = metric.partition(" ")
-    return result.stats[iou_type][STAT_NAMES.index(stat)]
-
-
 def train_once(data: Path, *, model: str, recipe: str, weights: str | None, epochs: int | None, seed: int,
                fmt: str | None = None, on_epoch: Callable | None = None) -> tuple[CocoResult, EpochRecord]:
     """One ``tvref train`` run into a temporary folder; its final COCO evaluation and its last epoch."""
@@ -171,8 +166,7 @@ def measure(data: Path, *, recipe: str, weights: str | None, model: str = "small
         final, last_epoch = train_once(data, model=model, recipe=recipe, weights=weights, epochs=epochs, seed=seed,
                                        fmt=fmt, on_epoch=on_epoch)
         seconds.append(round(time.perf_counter() - start, 1))
-        got = {m: round(value_of(final, m), 4) for m in ap_metrics(final)}
-        got[TRAIN_LOSS] = round(last_epoch.train_loss, 4)
+        got = {m: round(metric_value(final, m, last_epoch), 4) for m in [*ap_metrics(final), TRAIN_LOSS]}
         for m, v in got.items():
             values.setdefault(m, []).append(v)
         if on_seed is not None:
