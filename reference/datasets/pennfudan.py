@@ -26,6 +26,8 @@ from ..contract import ImageHeader
 from .common import (DatasetError, box_area, boxes_from_masks, header_size, instance_ids, read_label_map,
                      read_rgb)
 
+from .listing import skipped_finding, split_system_files
+
 log = logging.getLogger(__name__)
 
 URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
@@ -54,7 +56,11 @@ class PennFudanDataset(Dataset):
         self.exclusive_boxes = exclusive_boxes
         self.widened: dict[int, tuple[int, ...]] = {}
         self.classes = ["background", "person"]
-        self.images, self.masks = _pair_files(self.root)
+        skipped: list[Path] = []
+        self.images, self.masks = _pair_files(self.root, skipped)
+        found = skipped_finding(self.root, skipped)
+        # what reading the folder found (FILE_SKIPPED: the system files left out); the validator reports it
+        self.load_violations: list = [found] if found is not None else []
 
     def __len__(self) -> int:
         return len(self.images)
@@ -129,14 +135,26 @@ class PennFudanDataset(Dataset):
         return img, target
 
 
-def _pair_files(root: Path) -> tuple[list[Path], list[Path]]:
+MASK_SUFFIX = "_mask.png"
+
+
+def _mask_stem(p: Path) -> str:
+    """The image stem a mask file belongs to: ``NAME`` for ``NAME_mask.png`` in any case (``NAME_mask.PNG``)."""
+    return p.name[:-len(MASK_SUFFIX)] if p.name.lower().endswith(MASK_SUFFIX) else p.name
+
+
+def _pair_files(root: Path, skipped: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """The image and mask files paired by name (any case of ``.png``); the files macOS and Windows leave in the
+    folders (.DS_Store, ._NAME.png, Thumbs.db, desktop.ini) are left out and appended to ``skipped``."""
     img_dir, mask_dir = root / "PNGImages", root / "PedMasks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise DatasetError(f"{root}: not a PennFudan folder ({d.name}/ is missing)")
-    images = sorted(p for p in img_dir.iterdir() if p.is_file())
-    masks = sorted(p for p in mask_dir.iterdir() if p.is_file())
-    by_stem = {p.name.removesuffix("_mask.png"): p for p in masks}
+    images, junk_images = split_system_files(sorted(p for p in img_dir.iterdir() if p.is_file()))
+    masks, junk_masks = split_system_files(sorted(p for p in mask_dir.iterdir() if p.is_file()))
+    if skipped is not None:
+        skipped += junk_images + junk_masks
+    by_stem = {_mask_stem(p): p for p in masks}
     missing = [p.name for p in images if p.stem not in by_stem]
     orphans = sorted(set(by_stem) - {p.stem for p in images})
     if missing or orphans:
