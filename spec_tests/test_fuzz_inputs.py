@@ -1,7 +1,8 @@
 """A fuzzer for everything a user hands the CLI: hypothesis mutates valid LabelMe JSON, COCO JSON, Penn-Fudan
-mask PNGs and checkpoints (truncation, wrong types, missing keys, huge, negative and NaN numbers, other
-encodings) and runs ``tvref validate`` / ``tvref evaluate`` on them. Whatever the mutation, the CLI returns
-0, 1 or 2, never an uncaught exception, and an exit 2 is one line naming the file or its folder.
+mask PNGs, image files (EXIF orientation tags, pixel modes, truncation, sizes; blended mask values) and
+checkpoints (truncation, wrong types, missing keys, huge, negative and NaN numbers, other encodings) and runs
+``tvref validate`` / ``tvref evaluate`` on them. Whatever the mutation, the CLI returns 0, 1 or 2, never an
+uncaught exception, and an exit 2 is one line naming the file or its folder.
 
 Examples per format: 3 x the profile's ``max_examples`` (300 in the default profile, 3,000 in ``slow``).
 """
@@ -16,11 +17,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from reference.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
@@ -119,7 +121,8 @@ def test_mutated_coco_json_never_crashes_validate(coco_base, tmp_path_factory, c
 
 
 def _mask_variants(data: st.DataObject, original: bytes) -> bytes:
-    kind = data.draw(st.sampled_from(["truncate", "empty", "garbage", "rgb", "size", "ids", "mode16", "flip"]))
+    kind = data.draw(st.sampled_from(["truncate", "empty", "garbage", "rgb", "size", "ids", "mode16", "flip",
+                                      "blend"]))
     if kind == "truncate":
         return original[:data.draw(st.integers(0, len(original) - 1))]
     if kind == "empty":
@@ -142,6 +145,9 @@ def _mask_variants(data: st.DataObject, original: bytes) -> bytes:
     elif kind == "ids":
         value = data.draw(st.integers(0, 255))
         mask = Image.new("L", (w, h), value)
+    elif kind == "blend":  # anti-aliased: the ids scaled apart, smoothed at the edges
+        mask = Image.fromarray((np.asarray(mask.convert("L"), dtype=np.uint8) * 40).astype(np.uint8)) \
+            .filter(ImageFilter.BoxBlur(data.draw(st.integers(1, 3))))
     else:
         mask = Image.new("I;16", (w, h), data.draw(st.integers(0, 65535)))
     buf = io.BytesIO()
@@ -161,6 +167,56 @@ def test_mutated_pennfudan_masks_never_crash_validate(tmp_path_factory, capsys, 
     mask = f"{image.stem}_mask.png"
     (root / "PedMasks" / mask).write_bytes(_mask_variants(data, (src / "PedMasks" / mask).read_bytes()))
     _run(["validate", str(root)], capsys, root)
+
+
+TAG_VALUES = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 0, 9, 65535])
+READABLE_MODES = ("L", "P", "LA", "RGBA", "1", "CMYK", "I;16")
+
+
+def _image_variants(data: st.DataObject, original: bytes) -> tuple[bytes, bool]:
+    """A mutated image file and whether it still holds a picture every path must read without an error: an EXIF
+    orientation tag (valid or not) on the same pixels, or the same picture in another mode; otherwise truncated,
+    resized (no longer its declared size), or garbage."""
+    kind = data.draw(st.sampled_from(["tag", "mode", "truncate", "resize", "garbage"]), label="image")
+    if kind == "truncate":
+        return original[:data.draw(st.integers(0, len(original) - 1), label="cut")], False
+    if kind == "garbage":
+        return data.draw(st.binary(min_size=1, max_size=64)), False
+    with Image.open(io.BytesIO(original)) as im:
+        picture = im.convert("RGB")
+    buf = io.BytesIO()
+    if kind == "tag":
+        exif = Image.Exif()
+        exif[0x0112] = data.draw(TAG_VALUES, label="tag")
+        picture.save(buf, format="PNG", exif=exif.tobytes())
+        return buf.getvalue(), True
+    if kind == "mode":
+        mode = data.draw(st.sampled_from(READABLE_MODES), label="mode")
+        if mode == "I;16":
+            picture = Image.fromarray((np.asarray(picture.convert("L"), dtype=np.uint16) * 257))
+        else:
+            picture = picture.convert(mode)
+        picture.save(buf, format="JPEG" if mode == "CMYK" else "PNG")
+        return buf.getvalue(), True
+    w, h = picture.size
+    picture.resize((data.draw(st.integers(1, 2 * w)), data.draw(st.integers(1, 2 * h)))).save(buf, format="PNG")
+    return buf.getvalue(), False
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_labelme_images_never_crash_validate(labelme_base, tmp_path_factory, capsys, data):
+    """Tags (the 90-degree ones read as the stored frame the file declares) and modes leave no error; the rest
+    is reported, on both paths, never a traceback."""
+    image, doc = labelme_base
+    root = tmp_path_factory.mktemp("labelme_image")
+    raw, readable = _image_variants(data, image.read_bytes())
+    (root / image.name).write_bytes(raw)
+    (root / "card_0000.json").write_text(json.dumps(doc))
+    for fast in ([], ["--headers-only"]):
+        code = _run(["validate", str(root), *fast], capsys, root)
+        if readable:
+            assert code == 0, (fast, capsys.readouterr())
 
 
 @pytest.fixture(scope="module")

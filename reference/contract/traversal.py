@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .checks import check_sample, image_id_of, image_size
+from .orientation import EXPLAINED, check_orientation
 from .dataset_rules import Stats, class_names_of, dataset_checks, image_fingerprint
 from .report import Collector, Report, Violation
+from .rules import RULES
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,26 @@ def headers_only_refusal(dataset: Any, *, model_ready: bool = False, fingerprint
     return None
 
 
+def sample_failure(i: int, exc: BaseException) -> Violation:
+    """The finding for ``dataset[i]`` raising: GETITEM_FAILED, or the rule a loader names on the exception
+    (``exc.code``, a code of the rule table, with ``field`` and ``hint``: a loader's SampleError)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code in RULES:
+        return Violation.of(code, i, getattr(exc, "field", None), None, str(exc), getattr(exc, "hint", None))
+    return Violation.of("GETITEM_FAILED", i, None, None, f"dataset[{i}] raised {type(exc).__name__}: {exc}")
+
+
+def sample_findings(dataset: Any, i: int) -> list[Violation]:
+    """What the loader noted while reading sample ``i`` (``dataset.sample_findings(i)``, where it has one):
+    the per-sample counterpart of ``load_violations``."""
+    getter = getattr(dataset, "sample_findings", None)
+    return list(getter(i)) if callable(getter) else []
+
+
 class _Loaded:
-    """``dataset[i]`` as a worker returns it: the sample or the error text, and the fingerprint when asked.
-    With ``headers`` the sample is ``dataset.header_sample(i)``, whose image is an :class:`ImageHeader`.
+    """``dataset[i]`` as a worker returns it: the sample or the finding it raised, the fingerprint when asked
+    and the loader's notes on the sample. With ``headers`` the sample is ``dataset.header_sample(i)``, whose
+    image is an :class:`ImageHeader`.
 
     A module-level class, so that DataLoader workers can pickle it; one failing sample does not stop the rest.
     """
@@ -75,11 +94,11 @@ class _Loaded:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[Any, str | None, tuple[str, int | None] | None]:
+    def __getitem__(self, i: int) -> tuple[Any, Violation | None, tuple[str, int | None] | None, list[Violation]]:
         try:
             sample = self.dataset.header_sample(i) if self.headers else self.dataset[i]
-        except Exception as exc:  # noqa: BLE001 - reported as GETITEM_FAILED
-            return None, f"dataset[{i}] raised {type(exc).__name__}: {exc}", None
+        except Exception as exc:  # noqa: BLE001 - reported as GETITEM_FAILED or the loader's rule
+            return None, sample_failure(i, exc), None, []
         fp = None
         if self.fingerprint and isinstance(sample, (tuple, list)) and len(sample) == 2:
             try:
@@ -88,7 +107,7 @@ class _Loaded:
                 raise
             except Exception:  # noqa: BLE001 - an image the contract rejects has no fingerprint
                 fp = None
-        return sample, None, fp
+        return sample, None, fp, sample_findings(self.dataset, i)
 
 
 def _as_is(item: Any) -> Any:
@@ -96,7 +115,7 @@ def _as_is(item: Any) -> Any:
 
 
 def _load_all(dataset: Any, count: int, workers: int, fingerprint: bool, headers: bool = False):
-    """Yields ``(i, (sample, error, fingerprint))`` for i in 0..count-1, in order; with ``workers`` > 0 the
+    """Yields ``(i, (sample, error, fingerprint, findings))`` for i in 0..count-1, in order; with ``workers`` > 0 the
     samples load in DataLoader worker processes."""
     loaded = _Loaded(dataset, fingerprint, headers)
     if workers <= 0:
@@ -190,11 +209,12 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
                                               "check the folder and its layout"))
     if check_pickle:
         report.violations += check_picklable(dataset)
-    for i, (sample, error, fp) in _load_all(dataset, count, workers, fingerprint, headers):
+    for i, (sample, error, fp, findings) in _load_all(dataset, count, workers, fingerprint, headers):
         tick()
         report.samples += 1
+        report.violations += findings
         if error is not None:
-            report.violations.append(Violation.of("GETITEM_FAILED", i, None, None, error))
+            report.violations.append(error)
             continue
         if not isinstance(sample, (tuple, list)) or len(sample) != 2:
             report.violations.append(Violation.of("TARGET_TYPE", i, None, None, f"dataset[{i}] returned a "
@@ -207,7 +227,10 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
             masks_seen = "masks" in target
         c = Collector(i, model_ready)
         stats.add(i, check_sample(image, target, c, num_classes, num_keypoints, masks_seen))
-        report.violations += c.items + check_size_hint(dataset, i, image) + ids.add(i, target)
+        frame = check_orientation(dataset, i, image, target)
+        items = ([v for v in c.items if v.code not in EXPLAINED]
+                 if any(v.code == "EXIF_FRAME_MISMATCH" for v in frame) else c.items)
+        report.violations += frame + items + check_size_hint(dataset, i, image) + ids.add(i, target)
     report.violations += ids.mixed()
     if dataset_rules:
         report.violations += dataset_checks(stats, names, complete=report.samples >= total)

@@ -1,9 +1,9 @@
-"""What the on-disk datasets share: safe paths, image reading with file-naming errors, boxes from masks, and
-:func:`issue` to record a problem in one annotation as a contract :class:`~reference.contract.Violation`."""
+"""What the on-disk datasets share: safe paths, mask reading with file-naming errors, boxes from masks, and
+:func:`issue` to record a problem in one annotation as a contract :class:`~reference.contract.Violation`
+(image files are read in :mod:`reference.datasets.images`)."""
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +44,18 @@ class DatasetError(ValueError):
     """A dataset folder breaks its layout; the message names the file and the rule."""
 
 
+class SampleError(DatasetError):
+    """One sample cannot be read as its annotations mean it, for a reason the rule table names: the validator
+    reports it under ``code`` (not GETITEM_FAILED) with ``field`` and ``hint``; other samples are unaffected."""
+
+    def __init__(self, code: str, field: str | None, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.field, self.hint = code, field, hint
+
+    def __reduce__(self):  # DataLoader workers send exceptions back pickled
+        return type(self), (self.code, self.field, str(self), self.hint)
+
+
 def issue(code: str, index: int | None, field: str | None, message: str, *, instance: int | None = None,
           hint: str | None = None) -> Violation:
     """A loader's finding about one annotation, with the severity the contract's rule table gives it.
@@ -61,30 +73,6 @@ def safe_join(root: Path, relative: str, *, what: str) -> Path:
     if not candidate.is_relative_to(root):
         raise DatasetError(f"{what}: path {relative!r} points outside the dataset root {root}; refused")
     return candidate
-
-
-def read_rgb(path: Path) -> torch.Tensor:
-    """Decode an image file to a uint8 [3, H, W] tensor; grayscale and RGBA sources become RGB.
-
-    Pillow decodes (the same pixels as ``torchvision.io.read_image`` for PNG), since torchvision's own
-    decoders are deprecated from 0.29 on.
-    """
-    try:
-        with Image.open(path) as im:
-            pixels = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
-    except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
-        raise DatasetError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
-
-
-def read_rgb_bytes(data: bytes, *, what: str) -> torch.Tensor:
-    """:func:`read_rgb` for an encoded image held in memory (LabelMe's inline ``imageData``)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            pixels = np.array(im.convert("RGB") if im.mode != "RGB" else im, dtype=np.uint8)
-    except Exception as exc:  # noqa: BLE001 - name the source whatever the decoder said
-        raise DatasetError(f"{what}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
 def read_label_map(path: Path) -> torch.Tensor:
@@ -109,22 +97,6 @@ def instance_ids(ids: torch.Tensor) -> torch.Tensor:
     else:
         found = torch.unique(ids)
     return found[found != 0].to(ids.dtype)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def header_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, no pixel decoded: PNG's IHDR read directly, else Pillow."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24)
-        if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
-            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-        with Image.open(path) as im:  # opening reads the header only
-            return im.height, im.width
-    except Exception as exc:  # noqa: BLE001
-        raise DatasetError(f"{path}: cannot read image header ({type(exc).__name__}: {exc})") from exc
 
 
 def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[torch.Tensor, list[int]]:

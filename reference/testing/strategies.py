@@ -13,6 +13,7 @@ Boxes have integer corners and masks fill their box exactly, so ``masks_to_boxes
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -27,11 +28,12 @@ from torchvision.ops import box_area
 from ..contract import RULES
 
 DATASET_CODES = ("GETITEM_FAILED", "NOT_PICKLABLE", "SIZE_MISMATCH", "IMAGE_ID_DUPLICATE", "IMAGE_ID_MIXED",
-                 "DATASET_EMPTY")
+                 "DATASET_EMPTY", "EXIF_FRAME_MISMATCH", "EXIF_STORED_FRAME")
 # Rules about annotation files, class statistics and pairs of splits: no in-memory sample breaks them; the
 # loaders' and the dataset rules' own tests (test_annotation_defects, test_tool_exports, test_dataset_rules) do.
 FILE_AND_SPLIT_CODES = ("ANNOTATION_INVALID", "ANNOTATION_DROPPED", "ANNOTATION_REPAIRED", "ANNOTATION_ID_DUPLICATE",
-                        "IMAGE_ENTRY_INVALID", "LABEL_UNKNOWN", "CLASS_UNUSED", "CLASS_IMBALANCE", "BOX_SIZE_OUTLIER",
+                        "DECLARED_SIZE_MISMATCH", "IMAGE_ENTRY_INVALID", "LABEL_UNKNOWN", "CLASS_UNUSED",
+                        "CLASS_IMBALANCE", "BOX_SIZE_OUTLIER",
                         "SPLIT_DUPLICATE_IMAGE", "SPLIT_CLASS_MISSING", "SPLIT_CLASS_ID_MISMATCH",
                         "CLASS_NAME_SIMILAR", "CLASS_NAMES_MERGED", "CATEGORY_NAME_DUPLICATE", "IMAGE_FILE_SHARED",
                         "IMAGE_PATH_RESOLVED", "FILE_SKIPPED")
@@ -344,6 +346,18 @@ def broken_samples(draw, code: str) -> Sample:
     return replace(_break(code, s, draw(_VARIANTS)), expected=code)
 
 
+def tagged_photo(height: int, width: int, *, orientation: int, seed: int = 0) -> Image.Image:
+    """A JPEG as a camera writes it, opened with Pillow: ``height`` x ``width`` stored pixels and an EXIF
+    Orientation tag (1-8) saying how to turn them upright."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", exif=exif.tobytes())
+    buf.seek(0)
+    return Image.open(buf)
+
+
 class SampleListDataset(torch.utils.data.Dataset):
     """A dataset over prepared samples; ``fail_at`` indices raise, ``size_hint`` overrides the header size."""
 
@@ -413,6 +427,15 @@ def broken_datasets(draw, code: str) -> tuple[SampleListDataset, int]:
         return SampleListDataset(samples, size_hint=(h + 1, w)), num_classes
     j = draw(_ints(1, len(samples) - 1))
     target = dict(samples[j][1])
+    if code in ("EXIF_FRAME_MISMATCH", "EXIF_STORED_FRAME"):
+        # a phone photo stored 20 wide and 10 tall, tagged "turn 90 degrees" (upright 10 wide, 20 tall), given as
+        # stored; its box fits only the upright frame (a mismatch) or only the stored one (annotated as stored)
+        box = [1.0, 12.0, 8.0, 18.0] if code == "EXIF_FRAME_MISMATCH" else [1.0, 1.0, 18.0, 8.0]
+        target = {"boxes": torch.tensor([box]), "labels": torch.tensor([1]), "image_id": target["image_id"],
+                  "area": torch.tensor([(box[2] - box[0]) * (box[3] - box[1])]),
+                  "iscrowd": torch.zeros((1,), dtype=torch.int64)}
+        samples = samples[:j] + [(tagged_photo(10, 20, orientation=6), target)] + samples[j + 1:]
+        return SampleListDataset(samples), max(num_classes, 2)
     if code == "IMAGE_ID_MIXED":  # the same id, in the other flavour
         iid = target["image_id"]
         target["image_id"] = int(iid.item()) if isinstance(iid, torch.Tensor) else torch.tensor([iid])

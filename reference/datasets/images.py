@@ -1,0 +1,203 @@
+"""Image files as cameras and tools write them: the EXIF orientation, the pixel modes, the declared size.
+
+A camera stores the pixels as the sensor saw them and records in the EXIF Orientation tag (1-8) how to turn
+them upright. Annotation tools show the upright picture (labelme's ``apply_exif_orientation``, CVAT, detectron2's
+``read_image``, torchvision's ``decode_image(apply_exif_orientation=True)``), so their annotations are in the
+upright frame; :func:`read_rgb` applies the tag unless told the annotations are in the stored frame, and
+:func:`choose_frame` decides that from the size an annotation file declares. :func:`read_header` gives both
+sizes and the tag without decoding a pixel (a PNG's chunks are walked directly; other formats through Pillow,
+which reads only the header on open).
+
+Modes: RGB is kept; 16-bit grayscale (``I;16``, and ``I`` within 16 bits) is scaled to 8 bits, as viewers show
+it (Pillow's own conversion clips it to white); every other Pillow mode (L, 1, P, LA, PA, RGBA, CMYK, YCbCr, ...)
+is converted by Pillow, dropping alpha as torchvision's ``ImageReadMode.RGB`` does. A float image, a
+decompression bomb, a truncated or undecodable file is a :class:`~reference.datasets.common.DatasetError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .common import DatasetError, SampleError, max_image_pixels
+
+ORIENTATION_TAG = 0x0112
+# Pillow's transpose for each EXIF orientation (the tag says how the stored pixels must turn to be upright).
+TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+             5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+Source = Path | bytes
+
+
+@dataclass(frozen=True)
+class ImageHeaderInfo:
+    """What an image file's header says: the stored (height, width) and the EXIF orientation (1 when absent)."""
+
+    stored: tuple[int, int]
+    orientation: int = 1
+
+    @property
+    def swaps_axes(self) -> bool:
+        """Whether turning upright exchanges height and width (orientations 5 to 8)."""
+        return self.orientation >= 5
+
+    @property
+    def upright(self) -> tuple[int, int]:
+        """(height, width) once the orientation is applied."""
+        h, w = self.stored
+        return (w, h) if self.swaps_axes else (h, w)
+
+    def size(self, apply_orientation: bool) -> tuple[int, int]:
+        return self.upright if apply_orientation else self.stored
+
+
+def _name(source: Source, what: str | None) -> str:
+    return what or (str(source) if isinstance(source, Path) else "inline image data")
+
+
+def _open(source: Source) -> Image.Image:
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def _valid(orientation: object) -> int:
+    """The tag's value when it is one of 1-8, else 1 (as Pillow's ``exif_transpose`` ignores others)."""
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+
+
+def orientation_of(im: Image.Image) -> int:
+    """The EXIF orientation an opened image carries (1 when none), without decoding its pixels.
+
+    For a PNG only an ``eXIf`` chunk before the image data is seen (Pillow would decode the whole file to look
+    further; the PNG extensions place it before IDAT)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return _valid(im.getexif().get(ORIENTATION_TAG, 1))
+
+
+def _png_header(f: BinaryIO, head: bytes) -> ImageHeaderInfo:
+    """A PNG's size from IHDR and its orientation from an eXIf chunk, walking the chunks up to the image data."""
+    h, w = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    f.seek(8)
+    while True:
+        chunk = f.read(8)
+        if len(chunk) < 8:
+            return ImageHeaderInfo((h, w))
+        length, kind = int.from_bytes(chunk[:4], "big"), chunk[4:]
+        if kind in (b"IDAT", b"IEND"):
+            return ImageHeaderInfo((h, w))
+        if kind == b"eXIf":
+            exif = Image.Exif()
+            exif.load(f.read(length))
+            return ImageHeaderInfo((h, w), _valid(exif.get(ORIENTATION_TAG, 1)))
+        f.seek(length + 4, io.SEEK_CUR)  # the data and its CRC
+
+
+def read_header(source: Source, *, what: str | None = None) -> ImageHeaderInfo:
+    """Stored size and orientation from the file header, no pixel decoded; DatasetError naming the file."""
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                head = f.read(24)
+                if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
+                    info = _png_header(f, head)
+                    if info.stored[0] * info.stored[1] > max_image_pixels():
+                        raise Image.DecompressionBombError(f"{info.stored[0] * info.stored[1]} pixels")
+                    return info
+        with _open(source) as im:  # opening reads the header only
+            return ImageHeaderInfo((im.height, im.width), orientation_of(im))
+    except Exception as exc:  # noqa: BLE001 - name the file whatever the parser said
+        raise DatasetError(f"{_name(source, what)}: cannot read image header ({type(exc).__name__}: {exc})") from exc
+
+
+def _rgb_array(im: Image.Image, name: str) -> np.ndarray:
+    """[H, W, 3] uint8 pixels of an opened image in any mode (see the module docstring)."""
+    if im.mode == "RGB":
+        return np.array(im, dtype=np.uint8)
+    if im.mode in SIXTEEN_BIT_MODES or im.mode == "I":
+        wide = np.asarray(im).astype(np.int64)
+        if wide.min(initial=0) < 0 or wide.max(initial=0) > 65535:
+            raise DatasetError(f"{name}: a 32-bit integer image (mode I) with values outside 0..65535; not a "
+                               "picture a viewer shows; save it as 8 or 16 bits")
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)  # 0..65535 -> 0..255, rounded
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        raise DatasetError(f"{name}: a floating-point image (mode F) has no display range; save it as 8 or 16 "
+                           "bits")
+    return np.array(im.convert("RGB"), dtype=np.uint8)
+
+
+def read_rgb(source: Source, *, apply_orientation: bool = True, what: str | None = None) -> torch.Tensor:
+    """Decode an image file (a path or its bytes) to a uint8 [3, H, W] tensor, upright unless
+    ``apply_orientation`` is False; DatasetError naming the file for anything that cannot be decoded.
+
+    Pillow decodes (the same pixels as ``torchvision.io.decode_image`` for PNG), since torchvision's own
+    decoders are deprecated from 0.29 on.
+    """
+    name = _name(source, what)
+    try:
+        with _open(source) as im:
+            orientation = orientation_of(im)
+            im.load()
+            if apply_orientation and orientation in TRANSPOSE:
+                turned = im.transpose(TRANSPOSE[orientation])
+                pixels = _rgb_array(turned, name)
+            else:
+                pixels = _rgb_array(im, name)
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
+        raise DatasetError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+
+
+def _wh(size: tuple[int, int]) -> str:
+    return f"{size[1]}x{size[0]}"
+
+
+def choose_frame(declared: tuple[int, int] | None, info: ImageHeaderInfo, *, name: str, field: str,
+                 upright_when_undecided: bool = True) -> bool:
+    """Whether to apply the orientation, decided from the (height, width) the annotation file declares.
+
+    The annotations are taken in the frame whose size they declare: the upright one (what labelme, CVAT and
+    detectron2 show), else the stored one (a tool that ignored the tag, or pixels already turned with the tag
+    left on). When both frames have that size (orientations 2-4, or nothing declared), the upright one unless
+    ``upright_when_undecided`` is False (an exporter known to write upright pixels). A size that is neither is a
+    :class:`SampleError` DECLARED_SIZE_MISMATCH naming the file, both sizes and, for a swapped pair, the tag.
+    """
+    if declared is None:
+        return upright_when_undecided
+    declared = (int(declared[0]), int(declared[1]))
+    if declared == info.upright and declared == info.stored:
+        return upright_when_undecided
+    if declared == info.upright:
+        return True
+    if declared == info.stored:
+        return False
+    actual = info.upright
+    hint = "re-save the annotations over this image, or give the image they were made on"
+    if declared == (actual[1], actual[0]):
+        hint = ("the pair is swapped: the annotations were made on this picture turned by 90 degrees (EXIF "
+                f"orientation {info.orientation}); check which way the tool showed it")
+    raise SampleError("DECLARED_SIZE_MISMATCH", field,
+                      f"{name}: declares {_wh(declared)} (width x height) but the image is {_wh(actual)}"
+                      + (f" upright (stored {_wh(info.stored)}, EXIF orientation {info.orientation})"
+                         if info.orientation != 1 else "")
+                      + "; every shape would be laid at the wrong place", hint)
+
+
+def stored_frame_note(info: ImageHeaderInfo, apply_orientation: bool, name: str) -> str | None:
+    """The EXIF_STORED_FRAME message when a tagged image is read in its stored frame, else None."""
+    if apply_orientation or info.orientation == 1:
+        return None
+    return (f"{name}: carries EXIF orientation {info.orientation} (upright {_wh(info.upright)}) but its annotations "
+            f"declare the stored frame {_wh(info.stored)}; read as stored, as the annotations were made")
