@@ -7,25 +7,31 @@ from typing import Callable, Sequence
 
 from .coco import CocoInstancesDataset
 from .common import DatasetError
-from .labelme import LabelMeDataset, labelme_classes, read_class_file
+from .labelme import LabelMeDataset, labelme_classes, labelme_files, read_class_file
+from .listing import is_system_file
+from .names import MERGE_MODES, MergeNames
 from .pennfudan import PennFudanDataset
 
 FORMATS = ("pennfudan", "labelme", "coco")
 # COCO annotation files a folder may hold: this project's and labelme2coco's, then Roboflow's (one per split).
 COCO_NAMES = ("annotations.json", "_annotations.coco.json")
 
-__all__ = ["COCO_NAMES", "CocoInstancesDataset", "DatasetError", "FORMATS", "LabelMeDataset", "PennFudanDataset",
-           "coco_annotation_file", "detect_format", "labelme_classes", "load_errors", "open_dataset", "parse_classes",
-           "read_class_file"]
+__all__ = ["COCO_NAMES", "CocoInstancesDataset", "DatasetError", "FORMATS", "LabelMeDataset", "MERGE_MODES",
+           "PennFudanDataset", "coco_annotation_file", "detect_format", "labelme_classes", "labelme_files",
+           "load_errors", "open_dataset", "parse_classes", "read_class_file"]
 
 
 def coco_annotation_file(root: Path) -> Path | None:
     """The COCO file of a folder: ``annotations.json``, ``_annotations.coco.json`` (Roboflow) or the one
-    ``annotations/instances_*.json`` (CVAT); None when there is none. Several CVAT subsets: DatasetError."""
+    ``annotations/instances_*.json`` (CVAT; else ``annotations/person_keypoints_*.json``, CVAT's keypoints
+    export); None when there is none. Several CVAT subsets: DatasetError."""
     for name in COCO_NAMES:
         if (root / name).is_file():
             return root / name
-    found = sorted((root / "annotations").glob("instances_*.json"))
+    # CVAT's "COCO Keypoints 1.0" (Datumaro's person_keypoints task) when there is no instances file
+    found = [p for pattern in ("instances_*.json", "person_keypoints_*.json")
+             for p in sorted((root / "annotations").glob(pattern)) if not is_system_file(p.name)]
+    found = [p for p in found if p.name.startswith("instances_")] or found
     if len(found) > 1:
         raise DatasetError(f"{root}: several COCO files ({', '.join(p.name for p in found)}); give one of them "
                            "instead of the folder")
@@ -35,13 +41,13 @@ def coco_annotation_file(root: Path) -> Path | None:
 def detect_format(root: str | Path) -> str:
     """Guess the layout of a folder (or a ``.json`` file: COCO); raises DatasetError naming what was looked for."""
     root = Path(root)
-    if root.is_file() and root.suffix == ".json":
+    if root.is_file() and root.suffix.lower() == ".json":
         return "coco"
     if (root / "PNGImages").is_dir() and (root / "PedMasks").is_dir():
         return "pennfudan"
     if coco_annotation_file(root) is not None:
         return "coco"
-    if any(root.glob("*.json")):
+    if labelme_files(root)[0]:
         return "labelme"
     raise DatasetError(f"{root}: no known layout (PNGImages/ + PedMasks/; annotations.json, _annotations.coco.json "
                        "or annotations/instances_*.json; or LabelMe *.json)")
@@ -66,14 +72,18 @@ def parse_classes(value: str | Path | Sequence[str] | None) -> list[str] | None:
 
 
 def open_dataset(root: str | Path, fmt: str | None = None, transforms: Callable | None = None,
-                 classes: str | Path | Sequence[str] | None = None, images: str | Path | None = None):
+                 classes: str | Path | Sequence[str] | None = None, images: str | Path | None = None, *,
+                 merge_similar_names: MergeNames = False):
     """The dataset for folder ``root`` (or a COCO ``.json``) in layout ``fmt`` (detected when None).
 
     ``classes``: the object classes (see :func:`parse_classes`); LabelMe labels and COCO categories outside it
     are reported. ``images``: the COCO image root (default: found beside the annotation file).
+    ``merge_similar_names``: read LabelMe labels and COCO category names (and ``classes``) that differ only in
+    surrounding whitespace ("whitespace") or in case too ("case" or True) as one class; by default they stay
+    separate classes, with a CLASS_NAME_SIMILAR warning (see :mod:`reference.datasets.names`).
     """
     root = Path(root)
-    if not root.is_dir() and not (root.is_file() and root.suffix == ".json"):
+    if not root.is_dir() and not (root.is_file() and root.suffix.lower() == ".json"):
         raise DatasetError(f"{root}: no such folder")
     fmt = fmt or detect_format(root)
     names = parse_classes(classes)
@@ -84,12 +94,12 @@ def open_dataset(root: str | Path, fmt: str | None = None, transforms: Callable 
             raise DatasetError(f"{root}: a PennFudan folder has the one class ['person'], not {names}")
         return PennFudanDataset(root, transforms)
     if fmt == "labelme":
-        return LabelMeDataset(root, names, transforms)
+        return LabelMeDataset(root, names, transforms, merge_similar_names=merge_similar_names)
     if fmt == "coco":
         ann = root if root.is_file() else coco_annotation_file(root)
         if ann is None:
             raise DatasetError(f"{root}: no COCO file ({', '.join(COCO_NAMES)} or annotations/instances_*.json)")
-        return CocoInstancesDataset(images, ann, transforms, names)
+        return CocoInstancesDataset(images, ann, transforms, names, merge_similar_names=merge_similar_names)
     raise DatasetError(f"unknown format {fmt!r}; choose from {FORMATS}")
 
 

@@ -17,6 +17,27 @@ Exporters this reads as they mean their files:
 image_root)``): the given one, else the first of the annotation file's folder, its ``images/`` (this project's
 own layout) and, for ``annotations/instances_<subset>.json``, ``../images/<subset>/`` and ``../images/`` that
 holds the images.
+
+Records as exporters and people leave them:
+
+- Label Studio's COCO export (label-studio-converter's ``convert_to_coco``) writes ``file_name`` as the task's
+  image path, e.g. ``/data/upload/<project>/<hash>-x.jpg``, when it did not copy the image, and
+  ``images\\<hash>-x.jpg`` (Windows separators) when it ran on Windows. A path from another machine (absolute,
+  or a URL) is looked up by its base name under the image root (IMAGE_PATH_RESOLVED), and where it is not
+  there that image alone is left out (IMAGE_ENTRY_INVALID); back-slashes are separators. A relative path that
+  leaves the image root (``..``) is refused.
+- One file under two image ids is one image: the records are merged onto the lowest id (IMAGE_FILE_SHARED),
+  unless they declare different sizes (IMAGE_ENTRY_INVALID, the later one left out).
+- Two categories of one name are one class, the lowest id's (CATEGORY_NAME_DUPLICATE); names differing only in
+  case or surrounding whitespace stay separate classes (CLASS_NAME_SIMILAR) unless ``merge_similar_names``
+  asks otherwise (see :mod:`reference.datasets.names`).
+- Keypoints, where categories declare ``keypoints`` names (COCO's person_keypoints, Datumaro's/CVAT's "COCO
+  Keypoints" export, ``annotations/person_keypoints_<subset>.json``; Datumaro writes ``"keypoints": []`` for
+  categories without any): each annotation's ``[x1, y1, v1, ...]`` becomes ``keypoints`` float32 [N, K, 3], as
+  torchvision's references read them (no half-pixel shift, unlike detectron2); an annotation without keypoints
+  gets zeros with visibility 0. Malformed keypoints (not 3 x K finite numbers) are ANNOTATION_INVALID: those
+  keypoints alone are left out (visibility 0), the annotation's box and mask are kept.
+- A byte-order mark at the start of the file is skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +45,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
+import re
+import urllib.parse
+from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,6 +59,8 @@ from torchvision import tv_tensors
 from ..contract import ImageHeader, Violation
 from .common import (DatasetError, far_outside, header_size, issue, max_image_pixels, read_rgb,
                      safe_join)
+
+from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +108,39 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def foreign_base_name(file_name: str) -> str | None:
+    """The base name of a ``file_name`` that is a path on another machine: absolute (``/data/upload/3/x.jpg``,
+    ``C:\\x.jpg``, ``\\\\server\\x.jpg``) or a URL; None for a relative path."""
+    if _URL.match(file_name):
+        return urllib.parse.unquote(PureWindowsPath(urllib.parse.urlparse(file_name).path).name)
+    path = PureWindowsPath(file_name)  # "/" and "\\" both separate here
+    return path.name if path.drive or path.root else None
+
+
+def _local_name(file_name: str, root: Path) -> str:
+    """``file_name`` as a path under ``root``: a foreign path's base name (percent-decoded where only that is
+    there, as Label Studio quotes its URLs), Windows separators as ``/`` where the name as given is not a file."""
+    base = foreign_base_name(file_name)
+    if base is not None:
+        plain = urllib.parse.unquote(base)
+        return plain if plain != base and not (root / base).is_file() and (root / plain).is_file() else base
+    if "\\" in file_name and not (root / file_name).is_file():
+        return PureWindowsPath(file_name).as_posix()
+    return file_name
+
+
 def image_root_candidates(annotation_json: Path) -> list[Path]:
     """Where ``file_name`` may be relative to, in the order tried (see the module docstring)."""
     folder = annotation_json.parent
     found = [folder, folder / "images"]
     if folder.name == "annotations":
-        _, sep, subset = annotation_json.stem.partition("_")
-        if sep and subset:
+        stem = annotation_json.stem
+        subset = next((stem[len(p):] for p in ("instances_", "person_keypoints_") if stem.startswith(p)),
+                      stem.partition("_")[2])
+        if subset:
             found.append(folder.parent / "images" / subset)
         found += [folder.parent / "images", folder.parent]
     return list(dict.fromkeys(found))
@@ -108,9 +159,11 @@ class CocoInstancesDataset(Dataset):
     """
 
     def __init__(self, images_dir: str | Path | None, annotation_json: str | Path,
-                 transforms: Callable | None = None, classes: Sequence[str] | None = None):
+                 transforms: Callable | None = None, classes: Sequence[str] | None = None, *,
+                 merge_similar_names: MergeNames = False):
         self.annotation_json = Path(annotation_json)
         self.transforms = transforms
+        self.merge_similar_names = merge_mode(merge_similar_names)
         self.load_violations: list[Violation] = []
         self._name = self.annotation_json.name
         doc = self._read()
@@ -118,9 +171,7 @@ class CocoInstancesDataset(Dataset):
         self._map_classes(cats, classes)
         self.images = self._images(doc["images"])
         self.images_dir = Path(images_dir) if images_dir is not None else self._pick_root()
-        for im in self.images:
-            safe_join(self.images_dir, im["file_name"], what=f"{self.annotation_json} image {im['id']} file_name")
-        self._index_of = {im["id"]: i for i, im in enumerate(self.images)}
+        self._resolve_files()
         self.annotations: list[list[dict]] = [[] for _ in self.images]
         self._collect(doc["annotations"], cats)
         self.has_masks = any(a["_segm"] is not None for anns in self.annotations for a in anns)
@@ -135,7 +186,7 @@ class CocoInstancesDataset(Dataset):
 
     def _read(self) -> dict:
         try:
-            doc = json.loads(self.annotation_json.read_text(encoding="utf-8"))
+            doc = json.loads(self.annotation_json.read_text(encoding="utf-8-sig"))  # a byte-order mark: skipped
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{self.annotation_json}: not a readable COCO JSON ({exc})") from exc
         if not isinstance(doc, dict):
@@ -164,20 +215,80 @@ class CocoInstancesDataset(Dataset):
             elif c["name"] in parents and cid not in used and any(
                     o.get("supercategory") == c["name"] and o is not c for o in cats.values()):
                 c["kind"] = "placeholder"  # Roboflow's category 0: the supercategory of the real ones
+        self._keypoint_counts(cats)
         return cats
 
+    def _keypoint_counts(self, cats: dict[int, dict]) -> None:
+        """``num_keypoints``: K of the categories that declare keypoint names (0: no keypoints in the targets);
+        each category's own count in ``c["_k"]``. Categories declaring different counts are padded to the largest
+        with visibility 0 (one ANNOTATION_REPAIRED)."""
+        for cid, c in cats.items():
+            names = c.get("keypoints")
+            c["_k"] = len(names) if isinstance(names, list) else 0
+            if names is not None and not isinstance(names, list):
+                self.load_violations.append(issue(
+                    "ANNOTATION_INVALID", None, "categories", f"{self._name}: category {cid} {c['name']!r} has "
+                    f"keypoints {names!r}, not a list of keypoint names; its annotations' keypoints are left out"))
+        counts = sorted({c["_k"] for c in cats.values() if c["_k"]})
+        self.num_keypoints = counts[-1] if counts else 0
+        if len(counts) > 1:
+            self.load_violations.append(issue(
+                "ANNOTATION_REPAIRED", None, "categories", f"{self._name}: categories declare {counts} keypoints; "
+                f"every instance gets {self.num_keypoints}, the extra ones with visibility 0",
+                hint="a keypoint model has one keypoint count; give each category the same keypoint list"))
+
     def _map_classes(self, cats: dict[int, dict], classes: Sequence[str] | None) -> None:
-        objects = sorted(cid for cid, c in cats.items() if c["kind"] == "object")
+        self._merge_categories(cats)
+        mode = self.merge_similar_names
+        objects = sorted(cid for cid, c in cats.items() if c["kind"] == "object" and "alias_of" not in c)
         if classes is None:
-            names = [cats[cid]["name"] for cid in objects]
+            names = [cats[cid]["name"].strip() if mode else cats[cid]["name"] for cid in objects]
             self.cat_id_to_label = {cid: i + 1 for i, cid in enumerate(objects)}
         else:
-            names = list(classes)
-            position = {n: i + 1 for i, n in enumerate(names)}
-            self.cat_id_to_label = {cid: position[cats[cid]["name"]] for cid in objects
-                                    if cats[cid]["name"] in position}
+            names = normalised_class_list(classes, mode, what="class list")
+            position = {name_key(n, mode): i + 1 for i, n in enumerate(names)}
+            self.cat_id_to_label = {cid: position[name_key(cats[cid]["name"], mode)] for cid in objects
+                                    if name_key(cats[cid]["name"], mode) in position}
+        # one category per label, the lowest id of a merged class (what predictions are written back as)
         self.label_to_cat_id = {v: k for k, v in self.cat_id_to_label.items()}
+        for cid, c in cats.items():
+            if c.get("alias_of") in self.cat_id_to_label:
+                self.cat_id_to_label[cid] = self.cat_id_to_label[c["alias_of"]]
         self.classes = ["background", *names]
+
+    def _merge_categories(self, cats: dict[int, dict]) -> None:
+        """Object categories that are one class get ``alias_of`` the lowest id among them: those of one name
+        (CATEGORY_NAME_DUPLICATE) and those ``merge_similar_names`` makes one (CLASS_NAMES_MERGED, info). Names
+        that differ only in case or surrounding whitespace and stay apart: CLASS_NAME_SIMILAR."""
+        mode = self.merge_similar_names
+        by_key: dict[str, list[int]] = {}
+        for cid in sorted(cid for cid, c in cats.items() if c["kind"] == "object"):
+            by_key.setdefault(name_key(cats[cid]["name"], mode), []).append(cid)
+        for first, *others in by_key.values():
+            name = cats[first]["name"]
+            for cid in others:
+                cats[cid]["alias_of"] = first
+            same = [cid for cid in others if cats[cid]["name"] == name]
+            if same:
+                self.load_violations.append(issue(
+                    "CATEGORY_NAME_DUPLICATE", None, "categories", f"{self._name}: categories "
+                    f"{', '.join(map(str, [first, *same]))} are all named {name!r}; read as one class (category "
+                    f"{first}) with the annotations of each", hint="give each category its own name, or merge them"))
+            similar = [cid for cid in others if cats[cid]["name"] != name]
+            if similar:
+                named = ", ".join(f"{cid} {cats[cid]['name']!r}" for cid in [first, *similar])
+                self.load_violations.append(issue(
+                    "CLASS_NAMES_MERGED", None, "categories", f"{self._name}: categories {named} are read as one "
+                    f"class {name.strip()!r} (merge_similar_names={mode!r})"))
+        primary = {cid: cats[cid]["name"] for cid in (ids[0] for ids in by_key.values())}
+        for group in similar_groups(primary.values()):
+            named = ", ".join(f"{cid} {n!r}" for cid, n in primary.items() if n in group)
+            self.load_violations.append(issue(
+                "CLASS_NAME_SIMILAR", None, "categories", f"{self._name}: categories {named} differ only in case or "
+                f"surrounding whitespace; they are {len(group)} separate classes",
+                hint="rename them to one spelling, or read them as one class with merge_similar_names='case' "
+                     "(--merge-similar-names case; 'whitespace' merges only names that differ in surrounding "
+                     "whitespace)"))
 
     def _images(self, raw: list) -> list[dict]:
         ok: list[dict] = []
@@ -219,12 +330,61 @@ class CocoInstancesDataset(Dataset):
     def _pick_root(self) -> Path:
         candidates = image_root_candidates(self.annotation_json)
         probe = self.images[:ROOT_PROBE]
-        scores = [sum((c / im["file_name"]).is_file() for im in probe) for c in candidates]
+        scores = [sum((c / _local_name(im["file_name"], c)).is_file() for im in probe) for c in candidates]
         best = max(range(len(candidates)), key=lambda i: (scores[i], -i))
         if probe and scores[best] == 0:
             log.warning("%s: none of the first images was found under %s; give the image folder (--images DIR)",
                         self.annotation_json, ", ".join(map(str, candidates)))
         return candidates[best]
+
+    def _resolve_files(self) -> None:
+        """``file_name`` as its exporter meant it under the image root, and one image per file (see the module
+        docstring); sets ``images`` and ``_index_of`` (image id -> sample index; a merged record's id -> the
+        kept one's). A relative path that leaves the root raises :class:`DatasetError`."""
+        self._left_out: dict[int, str] = {}  # image id -> why its record is not used
+        kept: list[dict] = []
+        first_of: dict[Path, dict] = {}
+        shared: list[tuple[dict, dict]] = []
+        for im in self.images:  # by increasing id
+            name = im["file_name"]
+            local = _local_name(name, self.images_dir)
+            if foreign_base_name(name) is not None:
+                if local in ("", ".", "..") or not (self.images_dir / local).is_file():
+                    self.load_violations.append(issue(
+                        "IMAGE_ENTRY_INVALID", None, "file_name", f"{self._name} image {im['id']}: file_name {name!r} "
+                        f"is a path on another machine, and no {local!r} is in the image root {self.images_dir}; "
+                        "the image is left out",
+                        hint="copy the image into the image root, or give the folder holding it (--images DIR)"))
+                    self._left_out[im["id"]] = f"its file_name {name!r} is on another machine, not in the image root"
+                    continue
+                self.load_violations.append(issue(
+                    "IMAGE_PATH_RESOLVED", None, "file_name", f"{self._name} image {im['id']}: file_name {name!r} is "
+                    f"a path on another machine; read as {local} in the image root {self.images_dir}",
+                    hint="export with the images copied (Label Studio: file_name relative to the export) to "
+                         "silence this"))
+            if local != name:
+                im = {**im, "file_name": local}
+            path = safe_join(self.images_dir, local, what=f"{self.annotation_json} image {im['id']} file_name")
+            first = first_of.setdefault(path, im)
+            if first is im:
+                kept.append(im)
+            elif (im["height"], im["width"]) == (first["height"], first["width"]):
+                shared.append((first, im))
+            else:
+                self.load_violations.append(issue(
+                    "IMAGE_ENTRY_INVALID", None, "images", f"{self._name}: images {first['id']} and {im['id']} both "
+                    f"name {local}, with height x width {first['height']}x{first['width']} and "
+                    f"{im['height']}x{im['width']}; image {im['id']} is left out",
+                    hint="list each file once, with its own size"))
+                self._left_out[im["id"]] = f"it names the file of image {first['id']} with another size"
+        self.images = kept
+        self._index_of = {im["id"]: i for i, im in enumerate(kept)}
+        for first, im in shared:
+            index = self._index_of[im["id"]] = self._index_of[first["id"]]
+            self.load_violations.append(issue(
+                "IMAGE_FILE_SHARED", index, "images", f"{self._name}: {first['file_name']} is listed under image ids "
+                f"{first['id']} and {im['id']}; read as one image (id {first['id']}) with the annotations of both",
+                hint="list each file once (one image id per file)"))
 
     # --- annotations -----------------------------------------------------------------------------------------
 
@@ -255,7 +415,9 @@ class CocoInstancesDataset(Dataset):
                 seen_ids[ann["id"]] = k
             if index is None:
                 why = (f"is shared by {', '.join(self._ambiguous[ann['image_id']])}"
-                       if ann["image_id"] in self._ambiguous else "is not in 'images' (or its record was unusable)")
+                       if ann["image_id"] in self._ambiguous
+                       else f"is an image left out ({self._left_out[ann['image_id']]})"
+                       if ann["image_id"] in self._left_out else "is not in 'images' (or its record was unusable)")
                 self._report("ANNOTATION_INVALID", ann, None, "image_id", f"image_id {ann['image_id']!r} {why}; "
                              "it is left out")
                 continue
@@ -279,7 +441,8 @@ class CocoInstancesDataset(Dataset):
         if cid not in self.cat_id_to_label:
             self._report("LABEL_UNKNOWN", ann, index, "category_id", f"category {cat['name']!r} is not one of the "
                          f"classes {self.classes[1:]}; it is left out",
-                         hint="add it to the class list (--classes) or fix the category")
+                         hint=unknown_label_hint(cat["name"], self.classes[1:],
+                                                 "add it to the class list (--classes) or fix the category"))
             return None
         bbox = ann["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
@@ -321,7 +484,28 @@ class CocoInstancesDataset(Dataset):
             self._report("ANNOTATION_INVALID", ann, index, "area", f"area {ann['area']!r} is not a finite "
                          "number; it is left out")
             return None
+        if self.num_keypoints:
+            out["_kpts"] = self._keypoints(ann, index, cid, cat)
         return out
+
+    def _keypoints(self, ann: dict, index: int, cid: int, cat: dict) -> list[float]:
+        """The annotation's ``[x1, y1, v1, ...]`` padded to ``num_keypoints``; zeros (visibility 0) for none, and
+        for malformed ones after an ANNOTATION_INVALID (the box and mask stay)."""
+        zeros = [0.0] * (3 * self.num_keypoints)
+        raw = ann.get("keypoints")
+        if raw is None or raw == []:
+            return zeros
+        k = cat["_k"]
+        if not isinstance(raw, list) or not all(_is_number(v) for v in raw):
+            problem = "are not a list of finite numbers [x1, y1, v1, ...]"
+        elif len(raw) != 3 * k:
+            problem = (f"are {len(raw)} numbers; category {cid} {cat['name']!r} declares {k} keypoints, so "
+                       f"{3 * k} ([x, y, visibility] each) are needed")
+        else:
+            return [float(v) for v in raw] + zeros[3 * k:]
+        self._report("ANNOTATION_INVALID", ann, index, "keypoints", f"keypoints {problem}; its keypoints are left "
+                     "out (visibility 0), its box and mask are kept")
+        return zeros
 
     @staticmethod
     def _area(segm: Any, h: int, w: int, box_area: float) -> float:
@@ -449,6 +633,9 @@ class CocoInstancesDataset(Dataset):
             "area": torch.tensor([float(a["area"]) for a in anns], dtype=torch.float32),
             "iscrowd": torch.tensor([int(a["iscrowd"]) for a in anns], dtype=torch.int64),
         }
+        if self.num_keypoints:
+            target["keypoints"] = torch.tensor([a["_kpts"] for a in anns],
+                                               dtype=torch.float32).reshape(-1, self.num_keypoints, 3)
         if self.has_masks:
             masks = [self._mask(a, h, w) for a in anns]
             target["masks"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks

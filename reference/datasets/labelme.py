@@ -44,6 +44,10 @@ from ..contract import ImageHeader, Violation
 from .common import (DatasetError, boxes_from_masks, far_outside, header_size, issue, max_image_pixels, read_rgb,
                      read_rgb_bytes, safe_join)
 
+from .listing import files_with_suffix, skipped_finding
+from .names import (MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, spelled,
+                    unknown_label_hint)
+
 log = logging.getLogger(__name__)
 
 IGNORE_LABEL = "__ignore__"
@@ -109,8 +113,8 @@ def read_class_file(path: str | Path) -> list[str]:
     """Object classes from a labelme ``labels.txt``: one name a line; ``__ignore__``/``_background_`` and blank
     lines are not classes. Raises :class:`DatasetError` for an unreadable file or a repeated name."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+    try:  # utf-8-sig: Windows Notepad starts the file with a byte-order mark, which is not part of __ignore__
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read the class list ({exc})") from exc
     names = [ln.strip() for ln in lines if ln.strip() and ln.strip() not in NOT_CLASSES]
@@ -124,20 +128,44 @@ def read_class_file(path: str | Path) -> list[str]:
     return names
 
 
-def labelme_classes(root: str | Path) -> list[str]:
-    """Object class names used in a LabelMe folder, sorted; for when the caller gives no class list.
+def labelme_files(root: str | Path) -> tuple[list[Path], list[Path]]:
+    """The LabelMe files of a folder (``*.json`` in any case: ``scene.JSON`` too), sorted, and the macOS
+    AppleDouble ``._*.json`` files among them, which are binary and left out."""
+    return files_with_suffix(Path(root), ".json")
 
-    Unreadable files are skipped here: the dataset reports them when it parses them.
-    """
-    names: set[str] = set()
-    for p in sorted(Path(root).glob("*.json")):
+
+def _label_usage(root: Path) -> dict[str, dict[str, int]]:
+    """Each label of a LabelMe folder -> {file name: shapes with it}. Unreadable files are skipped here: the
+    dataset reports them when it parses them."""
+    usage: dict[str, dict[str, int]] = {}
+    for p in labelme_files(root)[0]:
         try:
-            shapes = json.loads(p.read_text(encoding="utf-8")).get("shapes", [])
+            shapes = json.loads(p.read_text(encoding="utf-8-sig")).get("shapes", [])
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             continue
-        if isinstance(shapes, list):
-            names |= {s.get("label") for s in shapes if isinstance(s, dict)}
-    return sorted(n for n in names if isinstance(n, str) and n not in NOT_CLASSES)
+        for s in shapes if isinstance(shapes, list) else []:
+            if isinstance(s, dict) and isinstance(s.get("label"), str):
+                files = usage.setdefault(s["label"], {})
+                files[p.name] = files.get(p.name, 0) + 1
+    return usage
+
+
+def labelme_classes(root: str | Path, merge_similar_names: MergeNames = False) -> list[str]:
+    """Object class names used in a LabelMe folder, sorted; for when the caller gives no class list.
+
+    With ``merge_similar_names`` (see :mod:`reference.datasets.names`) names that differ only in surrounding
+    whitespace (or case too) are one class, named by its most used spelling, stripped.
+    """
+    mode = merge_mode(merge_similar_names)
+    usage = _label_usage(Path(root))
+    reserved = {name_key(n, mode) for n in NOT_CLASSES}
+    groups: dict[str, list[str]] = {}
+    for n in sorted(usage):
+        if name_key(n, mode) not in reserved:
+            groups.setdefault(name_key(n, mode), []).append(n)
+    if mode is None:
+        return sorted(n for g in groups.values() for n in g)
+    return sorted(max(g, key=lambda n: sum(usage[n].values())).strip() for g in groups.values())
 
 
 def _points(raw: Any) -> tuple[tuple[float, float], ...] | None:
@@ -188,14 +216,23 @@ class LabelMeDataset(Dataset):
     cannot be read as LabelMe at all, and an ``imagePath`` outside ``root``, raise :class:`DatasetError`.
     Masks are drawn as labelme draws them; boxes come from the masks; ``area`` is the mask's pixel count
     (what labelme2coco writes).
+
+    Labels that differ only in case or surrounding whitespace (``person``, ``Person``, ``person ``) are separate
+    classes, as labelme and labelme2coco keep them, with a CLASS_NAME_SIMILAR warning naming the spellings and
+    files; ``merge_similar_names`` ("whitespace", or "case"/True) reads them as one (see
+    :mod:`reference.datasets.names`). ``*.JSON`` files are read like ``*.json``; a byte-order mark is skipped;
+    macOS ``._*.json`` AppleDouble files (binary) are left out with one FILE_SKIPPED warning.
     """
 
     def __init__(self, root: str | Path, class_names: Sequence[str] | None = None,
-                 transforms: Callable | None = None, exclusive_boxes: bool = False):
+                 transforms: Callable | None = None, exclusive_boxes: bool = False, *,
+                 merge_similar_names: MergeNames = False):
         self.root = Path(root)
         self.transforms = transforms
         self.exclusive_boxes = exclusive_boxes
-        names = list(class_names) if class_names is not None else labelme_classes(self.root)
+        self.merge_similar_names = merge_mode(merge_similar_names)
+        names = (normalised_class_list(class_names, self.merge_similar_names, what="class list")
+                 if class_names is not None else labelme_classes(self.root, self.merge_similar_names))
         reserved = [n for n in names if n in NOT_CLASSES or n == "background"]
         if reserved:
             raise DatasetError(f"class list {names}: {reserved} are not object classes (labelme's labels.txt "
@@ -207,9 +244,16 @@ class LabelMeDataset(Dataset):
         self.class_to_idx = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
         self.load_violations: list[Violation] = []
         self.ignored_regions = 0
-        files = sorted(self.root.glob("*.json"))
+        # a label's spelling key -> its class; each label as written (object classes only) -> the files using it
+        self._class_of = {name_key(n, self.merge_similar_names): n for n in names}
+        self._spellings: dict[str, list[str]] = {}
+        files, skipped = labelme_files(self.root)
         if not files:
-            raise DatasetError(f"{self.root}: no LabelMe *.json files")
+            only = f" (only macOS ._ files: {', '.join(p.name for p in skipped[:3])})" if skipped else ""
+            raise DatasetError(f"{self.root}: no LabelMe *.json files{only}")
+        found = skipped_finding(self.root, skipped)
+        if found is not None:
+            self.load_violations.append(found)
         self._index: int | None = 0
         self.entries: list[_Entry] = []
         for p in files:
@@ -217,6 +261,7 @@ class LabelMeDataset(Dataset):
             entry = self._parse(p)
             if entry is not None:
                 self.entries.append(entry)
+        self._similar_names()
 
     # --- parsing -------------------------------------------------------------------------------------------
 
@@ -225,9 +270,31 @@ class LabelMeDataset(Dataset):
         where = f"{path.name}" + (f" shape {k}" if k is not None else "")
         self.load_violations.append(issue(code, self._index, field, f"{where}: {message}", hint=hint))
 
+    def _similar_names(self) -> None:
+        """CLASS_NAME_SIMILAR for labels that differ only in case or surrounding whitespace and are separate
+        classes; CLASS_NAMES_MERGED (info) for those read as one, as ``merge_similar_names`` asked."""
+        mode = self.merge_similar_names
+        for group in similar_groups(self._spellings):
+            classes: dict[str, list[str]] = {}
+            for n in group:
+                classes.setdefault(name_key(n, mode), []).append(n)
+            if len(classes) > 1:
+                self.load_violations.append(issue(
+                    "CLASS_NAME_SIMILAR", None, "label", f"{self.root}: labels {spelled(self._spellings, group)} "
+                    f"differ only in case or surrounding whitespace; they are {len(classes)} separate classes",
+                    hint="give them one spelling in labelme, or read them as one class with "
+                         "merge_similar_names='case' (--merge-similar-names case; 'whitespace' merges only "
+                         "names that differ in surrounding whitespace)"))
+            for key, same in classes.items():
+                if len(same) > 1:
+                    self.load_violations.append(issue(
+                        "CLASS_NAMES_MERGED", None, "label", f"{self.root}: labels {spelled(self._spellings, same)} "
+                        f"are read as one class {self._class_of.get(key, same[0].strip())!r} "
+                        f"(merge_similar_names={mode!r})"))
+
     def _parse(self, path: Path) -> _Entry | None:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+        try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the JSON
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{path}: not a readable LabelMe JSON ({exc})") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list) or (
@@ -291,9 +358,11 @@ class LabelMeDataset(Dataset):
         if not isinstance(name, str):
             self._report("ANNOTATION_INVALID", path, k, "label", f"label {name!r} is not a string")
             return None
-        if name == IGNORE_LABEL:
+        if name_key(name, self.merge_similar_names) == IGNORE_LABEL:
             self.ignored_regions += 1
             return None
+        if name not in NOT_CLASSES and name != "background":
+            self._spellings.setdefault(name, []).append(path.name)
         kind = raw.get("shape_type") or "polygon"
         group = raw.get("group_id")
         if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
@@ -339,12 +408,14 @@ class LabelMeDataset(Dataset):
             self._report("ANNOTATION_DROPPED", path, k, "label", f"label {name!r} is the background, not an "
                          "object class; the shape is not an instance")
             return None
-        if name not in self.class_to_idx:
+        cls = self._class_of.get(name_key(name, self.merge_similar_names))
+        if cls is None:
             self._report("LABEL_UNKNOWN", path, k, "label", f"label {name!r} is not one of the classes "
                          f"{self.class_names}; the shape is left out",
-                         hint="add it to the class list (--classes labels.txt) or fix the label")
+                         hint=unknown_label_hint(name, self.class_names,
+                                                 "add it to the class list (--classes labels.txt) or fix the label"))
             return None
-        return name, group, _Shape(kind, pts, patch)
+        return cls, group, _Shape(kind, pts, patch)
 
     # --- samples -------------------------------------------------------------------------------------------
 
@@ -353,7 +424,7 @@ class LabelMeDataset(Dataset):
 
     def _inline_bytes(self, e: _Entry) -> bytes:
         try:
-            return base64.b64decode(json.loads(e.json_path.read_text(encoding="utf-8"))["imageData"])
+            return base64.b64decode(json.loads(e.json_path.read_text(encoding="utf-8-sig"))["imageData"])
         except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise DatasetError(f"{e.json_path}: cannot read its inline imageData ({exc})") from exc
 

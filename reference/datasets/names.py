@@ -81,5 +81,6 @@ def unknown_label_hint(name: str, classes: Iterable[str], default: str) -> str:
     if not close:
         return default
     how = "whitespace" if close[0].strip() == name.strip() else "case"
-    return (f"it differs from the class {close[0]!r} only in {'surrounding whitespace' if how == 'whitespace' else 'case'}"
-            f"; rename it, or read both as one class with merge_similar_names={how!r} (--merge-similar-names {how})")
+    differs = "surrounding whitespace" if how == "whitespace" else "case"
+    return (f"it differs from the class {close[0]!r} only in {differs}; rename it, or read both as one class "
+            f"with merge_similar_names={how!r} (--merge-similar-names {how})")
