@@ -30,7 +30,7 @@ from .datasets import DatasetError, open_dataset
 from .engine import evaluate, predict
 from .gate import GateUnavailable, check_gate, gate_for
 from .loading import loader_failure
-from .models import STANDIN, build_model
+from .models import STANDIN, build_model, make_box_only, predicts_keypoints, predicts_masks
 from .paths import fixtures_dir
 from .render import save_png, side_by_side
 from .report import build_report, write_report
@@ -273,6 +273,67 @@ def _num_classes(ds: Any) -> int:
     return 2  # PennFudan: person + background
 
 
+def dataset_root(ds: Any) -> Path | None:
+    """The folder a dataset opened by :func:`_open` (or a ``Subset`` of one) was read from."""
+    return getattr(ds.dataset if isinstance(ds, Subset) else ds, "root", None)
+
+
+def target_keys(ds: Dataset) -> set[str]:
+    """The keys of sample 0's target (what the layout's targets carry: ``masks``, ``keypoints``...); empty for
+    an empty dataset. Drawn on a forked RNG, so that a look at a training sample changes no later draw."""
+    if len(ds) == 0:  # type: ignore[arg-type]
+        return set()
+    with torch.random.fork_rng(devices=[]):
+        return set(ds[0][1])
+
+
+def fit_model_to_targets(model: torch.nn.Module, name: str, train: Dataset, val: Dataset | None) -> bool:
+    """Fit the model built by name to what the training targets carry, or refuse in one line before training;
+    returns whether the model was made box-only.
+
+    Targets without masks (a COCO set of boxes only): a Mask R-CNN is made box-only
+    (:func:`reference.models.make_box_only`), so it trains and predicts boxes and is evaluated on bbox only;
+    said in one log line. Refused: a validation split without masks for a model trained on masks (its
+    validation loss needs them), and a keypoint model on targets without keypoints.
+    """
+    keys = target_keys(train)
+    if not keys:
+        return False
+    if predicts_keypoints(model) and "keypoints" not in keys:
+        raise JobError(f"{dataset_root(train)}: the annotations have no keypoints, which --model {name} trains on; "
+                       "choose a box or mask model (--model small_maskrcnn, fasterrcnn_resnet50_fpn)")
+    if not predicts_masks(model):
+        return False
+    if "masks" not in keys:
+        make_box_only(model)
+        log.info("%s: the annotations have no masks: training %s as a box model (its mask branch removed); "
+                 "evaluation reports bbox only", dataset_root(train), name)
+        return True
+    if val is not None and len(val) and "masks" not in target_keys(val):  # type: ignore[arg-type]
+        raise JobError(f"{dataset_root(val)}: the annotations have no masks, but those of {dataset_root(train)} "
+                       f"have: add segmentations to {dataset_root(val)}, or leave them out of "
+                       f"{dataset_root(train)} to train a box model")
+    return False
+
+
+def crowd_regions(ds: Dataset) -> int:
+    """How many crowd regions (``iscrowd`` not 0) the samples of ``ds`` hold, counted in the loader's annotation
+    records (COCO's ``annotations``) without decoding an image; 0 for layouts without crowd regions."""
+    base, indices = (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(len(ds)))  # type: ignore
+    records = getattr(base, "annotations", None)
+    if not isinstance(records, list):
+        return 0
+    return sum(1 for i in indices for a in records[i] if isinstance(a, dict) and int(a.get("iscrowd") or 0) != 0)
+
+
+def log_crowd_regions(train: Dataset) -> None:
+    """One line saying how many crowd regions training leaves out (:class:`reference.transforms.DropCrowd`)."""
+    n = crowd_regions(train)
+    if n:
+        log.info("%s: %d crowd region(s) (iscrowd 1) left out of training, as torchvision's references leave them "
+                 "out; evaluation keeps them as regions to ignore", dataset_root(train), n)
+
+
 @dataclass
 class TrainOptions:
     data: Path
@@ -332,11 +393,13 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
         model = build_model(opts.model, num_classes, opts.weights)
     except (ValueError, FileNotFoundError) as exc:
         raise JobError(str(exc)) from exc
+    box_only = fit_model_to_targets(model, opts.model, train, val)
+    log_crowd_regions(train)
     epochs = opts.epochs or (planned_epochs(state) if state is not None else None) or recipe.epochs
     classes = dataset_classes(train, num_classes)
     cfg = FitConfig(opts.model, num_classes, recipe, epochs, opts.seed, str(device), opts.amp, opts.print_freq,
                     group_factor=opts.group_factor, data=str(opts.data.resolve()), classes=classes,
-                    workers=opts.workers)
+                    workers=opts.workers, box_only=box_only)
     if state is not None:
         try:
             check_resumable(state, cfg, opts.resume, data_fingerprint(train, val))  # type: ignore[arg-type]
@@ -388,7 +451,7 @@ def run_gate(recipe: str = "ci", seed: int = 0, epochs: int | None = None) -> tu
 
 def load_model(checkpoint: Path, device: torch.device):
     """The model a checkpoint was trained as, with its weights; refuses files that are not checkpoints."""
-    from .models import BUILDERS, freeze_batchnorm, has_frozen_batchnorm
+    from .models import BUILDERS, freeze_batchnorm, has_frozen_batchnorm, is_box_only_state
 
     try:
         state = load_checkpoint(checkpoint)
@@ -403,6 +466,8 @@ def load_model(checkpoint: Path, device: torch.device):
         raise JobError(f"{checkpoint}: holds no model weights ('model' is {type(state.get('model')).__name__})")
     try:
         model = build_model(name, classes)
+        if is_box_only_state(state["model"], model):  # trained on targets without masks
+            make_box_only(model)
         if has_frozen_batchnorm(state["model"], model):  # fine-tuned from pretrained weights
             freeze_batchnorm(model.backbone.body)
         model.load_state_dict(state["model"])
@@ -436,6 +501,10 @@ def run_evaluate(checkpoint: Path, data: Path, fmt: str | None, device: str, bac
     if trained is not None and now is not None and trained != now:
         log.warning("%s: classes %s, but the model in %s was trained on %s: labels are compared by number",
                     data, now, checkpoint, trained)
+    if predicts_masks(model) and "masks" not in target_keys(ds):
+        make_box_only(model)
+        log.info("%s: the annotations have no masks: evaluating the boxes of the model in %s only (bbox)",
+                 dataset_root(ds), checkpoint)
     return evaluate(model, make_loader(ds, 4, train=False, seed=0, epoch=0), dev, backend=backend)
 
 

@@ -320,11 +320,43 @@ def build_model(name: str, num_classes: int, weights: Weights = None, **kwargs) 
     return BUILDERS[name](num_classes=num_classes, weights=weights, **kwargs)
 
 
+def predicts_masks(model: nn.Module) -> bool:
+    """Whether ``model`` has a working mask branch (torchvision's ``RoIHeads.has_mask()``): it then trains on
+    targets' ``masks`` and predicts masks."""
+    roi_heads = getattr(model, "roi_heads", None)
+    return roi_heads is not None and roi_heads.has_mask()
+
+
+def predicts_keypoints(model: nn.Module) -> bool:
+    """Whether ``model`` has a keypoint branch (``RoIHeads.has_keypoint()``): it trains on ``keypoints``."""
+    roi_heads = getattr(model, "roi_heads", None)
+    return roi_heads is not None and roi_heads.has_keypoint()
+
+
+def make_box_only(model: nn.Module) -> nn.Module:
+    """Remove a Mask R-CNN's mask branch in place, so that it trains and predicts boxes only; returns ``model``.
+
+    torchvision's ``RoIHeads.has_mask()`` is False once ``mask_roi_pool``, ``mask_head`` and ``mask_predictor``
+    are None: training then needs no ``masks`` in the targets, outputs have none, and the state dict has no
+    ``roi_heads.mask_*`` entries. Works on a model with pretrained weights loaded (the box part is kept).
+    """
+    roi_heads = model.roi_heads
+    roi_heads.mask_roi_pool = roi_heads.mask_head = roi_heads.mask_predictor = None
+    return model
+
+
+def is_box_only_state(state: dict[str, torch.Tensor], model: nn.Module) -> bool:
+    """Whether ``state`` was saved from ``model``'s architecture made box-only (:func:`make_box_only`):
+    ``model`` has a mask branch but ``state`` has none of its weights."""
+    return predicts_masks(model) and not any(k.startswith("roi_heads.mask_") for k in state)
+
+
 def iou_types(model: nn.Module) -> list[str]:
-    """COCO IoU types a model is evaluated on, as the references decide them (subclasses included)."""
+    """COCO IoU types a model is evaluated on, as the references decide them (subclasses included); a Mask
+    R-CNN made box-only (:func:`make_box_only`) is evaluated on boxes only."""
     types = ["bbox"]
-    if isinstance(model, tvd.MaskRCNN):
+    if isinstance(model, tvd.MaskRCNN) and predicts_masks(model):
         types.append("segm")
-    if isinstance(model, tvd.KeypointRCNN):
+    if isinstance(model, tvd.KeypointRCNN) and predicts_keypoints(model):
         types.append("keypoints")
     return types

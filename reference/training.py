@@ -36,7 +36,7 @@ from .checkpoint import (DIGEST_KEY, METADATA, CheckpointError, load_checkpoint,
 from .coco_eval import CocoResult
 from .engine import EpochLog, evaluate, to_device, train_one_epoch
 from .sampling import GroupedBatchSampler, aspect_ratio_groups
-from .transforms import get_preset
+from .transforms import Compose, DropCrowd, drop_crowd, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +164,14 @@ def _bn_frozen_train(model: nn.Module) -> None:
 def validation_loss(model: nn.Module, loader: DataLoader, device: torch.device) -> float:
     """Mean total loss over ``loader`` (seed 002's model-selection criterion); restores eval mode.
 
-    In train mode the RPN and RoI samplers draw from torch's RNG: :func:`fit` runs it on a forked RNG.
+    In train mode the RPN and RoI samplers draw from torch's RNG: :func:`fit` runs it on a forked RNG. Crowd
+    regions are left out of the targets (:func:`drop_crowd`), as training leaves them out.
     """
     _bn_frozen_train(model)
     total, batches = 0.0, 0
     with torch.no_grad():  # losses only: recording the graph for a backward that never comes costs time
         for images, targets in loader:
-            images, targets = to_device(images, targets, device)
+            images, targets = to_device(images, [drop_crowd(t) for t in targets], device)
             total += float(sum(model(images, targets).values()))
             batches += 1
     model.eval()
@@ -194,6 +195,9 @@ class FitConfig:
     # the class names, background first (the dataset's ``classes``), recorded in checkpoints so that predictions
     # are labelled with names; None when the dataset has none (labels are then shown as numbers)
     classes: list[str] | None = None
+    # the model's mask branch was removed (models.make_box_only) because the training targets have no masks;
+    # recorded in checkpoints, and a resume must agree
+    box_only: bool = False
 
 
 # recipe fields that do not change the training trajectory of the epochs still to run
@@ -217,8 +221,9 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
                     fingerprint: dict[str, int | None] | None = None) -> None:
     """Refuse, in one line naming every differing field, a checkpoint that another run configuration wrote.
 
-    Compared: model name, class count and names, recipe (name and every setting that shapes training), seed,
-    aspect-ratio grouping, the data's split sizes, and whether ``cfg.epochs`` can continue the schedule.
+    Compared: model name and whether it is box-only, class count and names, recipe (name and every setting
+    that shapes training), seed, aspect-ratio grouping, the data's split sizes, and whether ``cfg.epochs`` can
+    continue the schedule.
     The data's location may change (a warning): a moved folder holds the same data.
     """
     diffs: list[str] = []
@@ -231,6 +236,7 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, path: str | Path,
     differ("num_classes", state.get("num_classes"), cfg.num_classes)
     if state.get("classes") is not None and cfg.classes is not None:  # checkpoints before class names have none
         differ("classes", state["classes"], cfg.classes)
+    differ("box_only", bool(state.get("box_only", False)), cfg.box_only)
     differ("recipe", state.get("recipe"), cfg.recipe.name)
     params = state.get("recipe_params")
     if isinstance(params, dict) and state.get("recipe") == cfg.recipe.name:
@@ -392,7 +398,7 @@ def _write_checkpoints(run: _Run, cfg: FitConfig, progress: _Progress, fingerpri
     history = [asdict(h) for h in progress.history]
     state = {
         "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
-        "recipe": cfg.recipe.name,
+        "box_only": cfg.box_only, "recipe": cfg.recipe.name,
         "recipe_params": asdict(cfg.recipe), "epochs": cfg.epochs, "group_factor": cfg.group_factor,
         "data": cfg.data, "data_fingerprint": fingerprint,
         "epoch": done, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
@@ -407,7 +413,7 @@ def _write_checkpoints(run: _Run, cfg: FitConfig, progress: _Progress, fingerpri
         progress.files["best.pt"] = {"epoch": done, DIGEST_KEY: digest}
     atomic_write_json(out / METADATA, {
         "model_name": cfg.model_name, "num_classes": cfg.num_classes, "classes": cfg.classes,
-        "recipe": asdict(cfg.recipe),
+        "box_only": cfg.box_only, "recipe": asdict(cfg.recipe),
         "epochs_done": done, "epochs": cfg.epochs, "seed": cfg.seed, "device": cfg.device,
         "data": cfg.data, "data_fingerprint": fingerprint,
         "best_val_loss": None if math.isinf(progress.best) else progress.best, "best_checkpoint": "best.pt",
@@ -474,4 +480,7 @@ def _recorded_files(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def transforms_for(recipe: Recipe, train: bool) -> Callable:
-    return get_preset(recipe.transforms, train)
+    """The recipe's transform preset; for training, crowd regions are dropped first (:class:`DropCrowd`, as the
+    references' ``ConvertCocoPolysToMask`` drops them), while evaluation keeps them for COCOeval to ignore."""
+    preset = get_preset(recipe.transforms, train)
+    return Compose([DropCrowd(), preset]) if train else preset

@@ -27,10 +27,11 @@ except ImportError:  # pragma: no cover - torchvision 0.16
     from torchvision.transforms.v2._utils import query_size
 
 __all__ = [  # the legacy classes are re-exported so that one import serves both families
-    "COCO_PERSON_FLIP_INDEX", "Compose", "ConvertImageDtype", "FixedSizeCrop", "PILToTensor", "PRESETS",
+    "COCO_PERSON_FLIP_INDEX", "Compose", "ConvertImageDtype", "DropCrowd", "FixedSizeCrop", "PER_INSTANCE",
+    "PILToTensor", "PRESETS",
     "PadSquare", "RandomHorizontalFlip", "RandomIoUCrop", "RandomPhotometricDistort", "RandomShortestSize",
     "RandomZoomOut", "RecomputeArea", "ResizeMax", "ScaleJitter", "SimpleCopyPaste", "ToDtype", "evaluation",
-    "flip_keypoints", "resize_max",
+    "drop_crowd", "flip_keypoints", "keep_instances", "resize_max",
     "get_preset", "mills", "tutorial", "tutorial_legacy",
 ]
 
@@ -125,14 +126,43 @@ class _SanitizeInstances(v2.Transform):
         b = boxes.as_subclass(torch.Tensor)
         valid = ((b[:, 2] - b[:, 0]) >= self.min_size) & ((b[:, 3] - b[:, 1]) >= self.min_size)
         valid &= (b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)
-        per_instance = ("boxes", "labels", "area", "iscrowd", "masks", "keypoints")
-        out = {}
-        for k, v in target.items():
-            if k in per_instance:
-                kept = v[valid]
-                v = tv_tensors.wrap(kept, like=v) if isinstance(v, tv_tensors.TVTensor) else kept
-            out[k] = v
-        return image, out
+        return image, keep_instances(target, valid)
+
+
+# the target fields that hold one entry per instance (torchvision's detection targets)
+PER_INSTANCE = ("boxes", "labels", "masks", "area", "iscrowd", "keypoints")
+
+
+def keep_instances(target: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    """A copy of ``target`` with only the instances ``keep`` (a bool per instance) selects, in every
+    per-instance field alike (:data:`PER_INSTANCE`); tv_tensors stay tv_tensors (a box keeps its canvas)."""
+    out = dict(target)
+    for k in PER_INSTANCE:
+        if k in out:
+            v = out[k]
+            kept = v[keep.to(v.device)]
+            out[k] = tv_tensors.wrap(kept, like=v) if isinstance(v, tv_tensors.TVTensor) else kept
+    return out
+
+
+def drop_crowd(target: dict[str, Any]) -> dict[str, Any]:
+    """``target`` without its crowd regions (``iscrowd`` not 0), every per-instance field alike: what the model
+    trains on. torchvision's references do the same (their ``ConvertCocoPolysToMask`` keeps ``iscrowd == 0``
+    only), while their evaluation keeps crowd regions, which COCOeval treats as regions to ignore."""
+    crowd = target.get("iscrowd")
+    if not isinstance(crowd, torch.Tensor) or not bool(crowd.any()):
+        return target
+    return keep_instances(target, crowd == 0)
+
+
+class DropCrowd(v2.Transform):
+    """:func:`drop_crowd` as an ``(image, target)`` transform: the first step of every training pipeline
+    (:func:`reference.training.transforms_for`), so that no augmentation sees crowd regions, as in the
+    references."""
+
+    def forward(self, *inputs: Any) -> Any:
+        image, target = inputs if len(inputs) == 2 else inputs[0]
+        return image, drop_crowd(target)
 
 
 def _sanitize() -> v2.Transform:
