@@ -514,7 +514,7 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     checkpoint without them); returns how many detections passed the threshold."""
     from torchvision.transforms.v2 import functional as F
 
-    from .datasets.common import read_rgb
+    from .datasets.images import read_rgb
     from .render import draw_instances, upscale_for, with_caption
 
     check_output_file(out, "--out", not_same_as=image)
