@@ -25,6 +25,7 @@ log = logging.getLogger("reference")
 # against the registries they come from (reference.datasets.FORMATS, models.BUILDERS, training.RECIPES,
 # transforms.PRESETS, snapshot.Tolerances, metric_logger's logger names)
 FORMATS = ("pennfudan", "labelme", "coco")
+MERGE_MODES = ("whitespace", "case")  # reference.datasets.MERGE_MODES
 MODELS = ("small_maskrcnn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
           "fasterrcnn_mobilenet_v2", "keypointrcnn_resnet50_fpn")
 RECIPES = ("tutorial", "mills", "ci")
@@ -229,12 +230,14 @@ def _dataset_arg(a: argparse.Namespace, spec: str, args: dict):
     path = Path(spec)
     if path.is_dir() or (path.is_file() and path.suffix == ".json"):
         try:
-            return open_dataset(path, a.format, args.get("transforms"), a.classes, a.images)
+            return open_dataset(path, a.format, args.get("transforms"), a.classes, a.images,
+                                merge_similar_names=a.merge_similar_names or False)
         except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
                 RecursionError) as exc:  # the loaders' raw errors too, named here until the loaders name them
             raise SpecError(loader_failure(path, exc)) from exc
-    if a.classes is not None or a.images is not None:
-        raise SpecError(f"--classes and --images apply to dataset folders and COCO files, not to {spec!r}")
+    if a.classes is not None or a.images is not None or a.merge_similar_names:
+        raise SpecError(f"--classes, --merge-similar-names and --images apply to dataset folders and COCO files, "
+                        f"not to {spec!r}")
     return load_dataset(spec, a.format, args)
 
 
@@ -474,6 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--classes", metavar="FILE|A,B,...",
                    help="the object classes: a labelme labels.txt (__ignore__ and _background_ are left out) or a "
                         "comma-separated list; labels and COCO categories outside it are reported (default: none)")
+    v.add_argument("--merge-similar-names", choices=MERGE_MODES,
+                   help="read class names (LabelMe labels, COCO categories, --classes) that differ only in "
+                        "surrounding whitespace ('whitespace') or in case too ('case') as one class (default: "
+                        "separate classes, with a CLASS_NAME_SIMILAR warning)")
     v.add_argument("--images", metavar="DIR", help="COCO image root that file_name is relative to (default: the "
                    "annotation file's folder, its images/, or CVAT's images/<subset>/, whichever holds the images)")
     v.add_argument("--val", metavar="VAL", help="a validation split to check too, and against SPEC: images in "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -328,3 +329,135 @@ def test_coco_dataset_class_takes_an_explicit_image_folder(tmp_path):
     root = _coco(tmp_path / "c", [_ann()])
     ds = CocoInstancesDataset(root / "images", root / "annotations.json")
     assert ds.images_dir == root / "images" and len(ds[0][1]["boxes"]) == 1
+
+
+# --- Records as users' files hold them: one file under two ids, one category name twice, keypoints, paths from
+# another machine, byte-order marks (issue 24) ------------------------------------------------------------------
+
+def _images(*records: tuple[int, str]) -> list[dict]:
+    return [{"id": i, "file_name": name, "height": 20, "width": 30} for i, name in records]
+
+
+def test_one_file_under_two_image_ids_is_one_image_with_the_annotations_of_both(tmp_path):
+    anns = [_ann(7, image_id=5), _ann(8, image_id=1, bbox=[14, 4, 6, 6], segmentation=[[14, 4, 20, 4, 20, 10]])]
+    ds = open_dataset(_coco(tmp_path / "c", anns, images=_images((5, "a.png"), (2, "b.png"), (1, "a.png"))))
+    assert [im["id"] for im in ds.images] == [1, 2]
+    _, target = ds[0]
+    assert target["image_id"] == 1 and target["boxes"].tolist() == [[2.0, 3.0, 12.0, 11.0], [14.0, 4.0, 20.0, 10.0]]
+    shared = _only(ds, "IMAGE_FILE_SHARED")
+    assert shared.severity == "warning" and shared.index == 0
+    assert "a.png is listed under image ids 1 and 5; read as one image (id 1)" in shared.message
+    assert validate_dataset(ds).errors == []
+
+
+def test_one_file_under_two_image_ids_of_other_sizes_keeps_the_lower_id_and_reports_the_other(tmp_path):
+    images = _images((1, "a.png"), (2, "b.png"), (5, "a.png"))
+    images[2].update(height=40, width=60)
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(7, image_id=1), _ann(8, image_id=5)], images=images))
+    assert [im["id"] for im in ds.images] == [1, 2] and len(ds[0][1]["boxes"]) == 1
+    entry = _only(ds, "IMAGE_ENTRY_INVALID")
+    assert entry.severity == "error"
+    assert "images 1 and 5 both name a.png, with height x width 20x30 and 40x60; image 5 is left out" in entry.message
+    ann = _only(ds, "ANNOTATION_INVALID")
+    assert "image_id 5 is an image left out (it names the file of image 1 with another size)" in ann.message
+
+
+def test_two_categories_of_one_name_are_one_class_under_the_lower_id(tmp_path):
+    cats = [{"id": 4, "name": "person"}, {"id": 2, "name": "car"}, {"id": 1, "name": "person"}]
+    anns = [_ann(7, category_id=4), _ann(8, category_id=1), _ann(9, category_id=2)]
+    ds = open_dataset(_coco(tmp_path / "c", anns, categories=cats))
+    assert ds.classes == ["background", "person", "car"]
+    assert ds.cat_id_to_label == {1: 1, 2: 2, 4: 1} and ds.label_to_cat_id == {1: 1, 2: 2}
+    assert ds[0][1]["labels"].tolist() == [1, 1, 2]
+    dup = _only(ds, "CATEGORY_NAME_DUPLICATE")
+    assert dup.severity == "warning" and "categories 1, 4 are all named 'person'; read as one class (category 1)" \
+        in dup.message
+
+
+def test_two_categories_of_one_name_take_their_label_from_the_given_classes(tmp_path):
+    cats = [{"id": 4, "name": "person"}, {"id": 2, "name": "car"}, {"id": 1, "name": "person"}]
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(7, category_id=4)], categories=cats), classes=["car", "person"])
+    assert ds.cat_id_to_label == {1: 2, 2: 1, 4: 2} and ds.label_to_cat_id == {1: 2, 2: 1}
+    assert ds[0][1]["labels"].tolist() == [2]
+
+
+_PERSON_KP = {"id": 1, "name": "thing", "supercategory": "", "keypoints": ["head", "foot"], "skeleton": [[1, 2]]}
+
+
+def test_coco_keypoints_are_an_n_k_3_float_target(tmp_path):
+    anns = [_ann(7, keypoints=[4, 5, 2, 9, 10, 1], num_keypoints=2)]
+    ds = open_dataset(_coco(tmp_path / "c", anns, categories=[_PERSON_KP]))
+    _, target = ds[0]
+    assert ds.num_keypoints == 2 and target["keypoints"].dtype == torch.float32
+    assert target["keypoints"].tolist() == [[[4.0, 5.0, 2.0], [9.0, 10.0, 1.0]]]
+    assert ds[1][1]["keypoints"].shape == (0, 2, 3)  # an image without annotations
+    assert validate_dataset(ds, num_keypoints=2).errors == [] and ds.load_violations == []
+
+
+def test_an_annotation_without_keypoints_in_a_keypoint_dataset_has_them_all_invisible(tmp_path):
+    anns = [_ann(7, keypoints=[4, 5, 2, 9, 10, 1]), _ann(8), _ann(9, keypoints=[], num_keypoints=0)]
+    _, target = open_dataset(_coco(tmp_path / "c", anns, categories=[_PERSON_KP]))[0]
+    assert target["keypoints"][1:].tolist() == [[[0.0, 0.0, 0.0]] * 2] * 2
+
+
+@pytest.mark.parametrize("keypoints,words", [
+    ([4, 5, 2], "are 3 numbers; category 1 'thing' declares 2 keypoints, so 6"),
+    ([4, 5, 2, 9, "10", 1], "are not a list of finite numbers"),
+    ({"x": 4}, "are not a list of finite numbers"),
+])
+def test_malformed_keypoints_are_an_error_and_only_the_keypoints_are_left_out(tmp_path, keypoints, words):
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(7, keypoints=keypoints)], categories=[_PERSON_KP]))
+    v = _only(ds, "ANNOTATION_INVALID")
+    assert v.field == "keypoints" and words in v.message and "its box and mask are kept" in v.message
+    _, target = ds[0]
+    assert len(target["boxes"]) == 1 and target["keypoints"].tolist() == [[[0.0, 0.0, 0.0]] * 2]
+
+
+@pytest.mark.parametrize("file_name", ["/data/upload/3/a.png", "C:\\Users\\ann\\Pictures\\a.png",
+                                       "https://example.com/img/a.png"])
+def test_a_file_name_from_another_machine_is_read_by_its_base_name_with_a_warning(tmp_path, file_name):
+    ds = open_dataset(_coco(tmp_path / "c", [_ann()], images=_images((1, file_name), (2, "b.png"))))
+    v = _only(ds, "IMAGE_PATH_RESOLVED")
+    assert v.severity == "warning" and f"file_name {file_name!r} is a path on another machine; read as a.png" \
+        in v.message
+    assert ds.images_dir == tmp_path / "c" / "images" and len(ds[0][1]["boxes"]) == 1
+
+
+def test_a_file_name_from_another_machine_not_in_the_image_root_leaves_out_that_image_alone(tmp_path):
+    images = _images((1, "/home/bob/label-studio/media/upload/3/9f86d081-x.png"), (2, "b.png"))
+    ds = open_dataset(_coco(tmp_path / "c", [_ann(), _ann(8, image_id=2)], images=images))
+    entry = _only(ds, "IMAGE_ENTRY_INVALID")
+    assert "no '9f86d081-x.png' is in the image root" in entry.message and "left out" in entry.message
+    assert "--images DIR" in entry.hint
+    assert [im["id"] for im in ds.images] == [2] and len(ds[0][1]["boxes"]) == 1
+    assert _only(ds, "ANNOTATION_INVALID").message.endswith(
+        "image_id 1 is an image left out (its file_name '/home/bob/label-studio/media/upload/3/9f86d081-x.png' is "
+        "on another machine, not in the image root); it is left out")
+
+
+def test_windows_separators_in_file_name_are_folders(tmp_path):
+    root = _coco(tmp_path / "c", [_ann()], images=_images((1, "sub\\a.png")))
+    (root / "images" / "sub").mkdir()
+    (root / "images" / "a.png").rename(root / "images" / "sub" / "a.png")
+    ds = open_dataset(root)
+    assert ds.images[0]["file_name"] == "sub/a.png" and len(ds[0][1]["boxes"]) == 1 and ds.load_violations == []
+
+
+@pytest.mark.parametrize("file_name", ["../a.png", "..\\..\\label-studio\\media\\upload\\4\\a.png"])
+def test_a_file_name_leaving_the_image_root_is_still_refused(tmp_path, file_name):
+    with pytest.raises(DatasetError, match="points outside the dataset root"):
+        open_dataset(_coco(tmp_path / "c", [_ann()], images=_images((1, file_name))))
+
+
+def test_a_byte_order_mark_at_the_start_of_a_coco_file_is_skipped(tmp_path):
+    root = _coco(tmp_path / "c", [_ann()])
+    text = (root / "annotations.json").read_text()
+    (root / "annotations.json").write_text(text, encoding="utf-8-sig")
+    assert len(open_dataset(root)[0][1]["boxes"]) == 1
+
+
+def test_a_byte_order_mark_at_the_start_of_a_labelme_file_is_skipped(tmp_path):
+    root = _labelme(tmp_path / "lm", [_shape()])
+    (root / "a.json").write_text((root / "a.json").read_text(), encoding="utf-8-sig")
+    ds = LabelMeDataset(root)
+    assert ds.class_names == ["thing"] and len(ds[0][1]["boxes"]) == 1

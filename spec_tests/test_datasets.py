@@ -195,6 +195,35 @@ def test_rgba_source_images_are_read_as_rgb(tmp_path):
     assert img.shape[0] == 3
 
 
+# what macOS (.DS_Store; ._NAME AppleDouble files, binary, beside each file copied to a non-Apple volume or
+# zipped) and Windows Explorer (Thumbs.db, desktop.ini) leave in a folder
+_SYSTEM_FILES = {"PNGImages/.DS_Store": b"\x00\x00\x00\x01Bud1", "PNGImages/Thumbs.db": b"\xd0\xcf\x11\xe0",
+                 "PNGImages/desktop.ini": b"[.ShellClassInfo]\r\n",
+                 "PedMasks/._FudanPed00001_mask.png": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "}
+
+
+def test_pennfudan_system_files_are_skipped_with_one_warning_naming_them(tmp_path):
+    root = generate("pennfudan", tmp_path / "pf", count=3, seed=5)
+    for rel, data in _SYSTEM_FILES.items():
+        (root / rel).write_bytes(data)
+    ds = PennFudanDataset(root)
+    assert len(ds) == 3 and all(p.suffix == ".png" for p in ds.images + ds.masks)
+    (skipped,) = ds.load_violations
+    assert skipped.code == "FILE_SKIPPED" and skipped.severity == "warning"
+    assert all(rel in skipped.message for rel in _SYSTEM_FILES)
+    report = validate_dataset(ds, num_classes=2)
+    assert report.errors == [] and "FILE_SKIPPED" in report.codes()
+
+
+def test_pennfudan_upper_case_extensions_pair_up(tmp_path):
+    root = generate("pennfudan", tmp_path / "pf", count=2, seed=5)
+    (root / "PNGImages" / "FudanPed00001.png").rename(root / "PNGImages" / "FudanPed00001.PNG")
+    (root / "PedMasks" / "FudanPed00001_mask.png").rename(root / "PedMasks" / "FudanPed00001_mask.PNG")
+    ds = PennFudanDataset(root)
+    assert [p.name for p in ds.masks] == ["FudanPed00001_mask.PNG", "FudanPed00002_mask.png"]
+    assert validate_dataset(ds, num_classes=2).errors == [] and ds.load_violations == []
+
+
 def test_zip_entry_leaving_the_folder_is_refused(tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:

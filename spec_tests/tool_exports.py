@@ -22,6 +22,15 @@ then exported the ways the tools export them. What each writer mirrors, from the
 - :func:`write_roboflow`: Roboflow's COCO export: ``<split>/_annotations.coco.json`` beside the split's images
   (``<stem>_jpg.rf.<hash>.jpg``), category 0 the project's name with supercategory "none" and the classes
   (sorted by name) from 1 with it as supercategory, ids from 0.
+- :func:`write_label_studio`: label-studio-converter's ``Converter.convert_to_coco``: ``result.json`` (indent 2)
+  and ``images/``; image and annotation ids from 0; categories ``{id, name}`` from 0 in sorted label order;
+  ``file_name`` the relative ``images/<hash>-<name>`` of the copied upload (``utils.download``) or, where the
+  copy failed, the task's own ``/data/upload/<project>/<hash>-<name>`` (logged, the item kept); rectangles with
+  ``segmentation: []``, integer ``bbox``, ``ignore: 0``; ``info.contributor`` "Label Studio".
+- :func:`write_cvat_keypoints`: CVAT's "COCO Keypoints 1.0" (Datumaro's ``_KeypointsConverter``):
+  ``annotations/person_keypoints_default.json``; every category with ``keypoints`` and ``skeleton`` (``[]`` for
+  labels without points); each annotation the instance's fields plus ``keypoints`` ``[x, y, v, ...]`` (v 0
+  absent, 1 hidden, 2 visible) and ``num_keypoints``.
 """
 
 from __future__ import annotations
@@ -350,6 +359,68 @@ def write_roboflow(src: Path, out: Path, splits: dict[str, list[str]] | None = N
                                             "category_id": names.index(label) + 1, "bbox": bbox,
                                             "area": round(bbox[2] * bbox[3], 3), "segmentation": polys, "iscrowd": 0})
         (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    return out
+
+
+def write_label_studio(src: Path, out: Path, copied: bool = True) -> Path:
+    """Label Studio's COCO export of the scenes' boxes (see the module docstring); ``copied=False``: the images
+    were not copied, ``file_name`` is the upload path on the Label Studio server."""
+    (out / "images").mkdir(parents=True)
+    w, h = SIZE
+    names = sorted(["person", "bottle"])
+    data = {"images": [], "categories": [{"id": i, "name": n} for i, n in enumerate(names)], "annotations": [],
+            "info": {"year": 2025, "version": "1.0", "description": "", "contributor": "Label Studio", "url": "",
+                     "date_created": "2025-01-01 00:00:00.000000"}}
+    for stem, raw, shapes in _coco_instances(src):
+        upload = f"{hashlib.md5(raw).hexdigest()[:8]}-{stem}.jpg"
+        if copied:
+            (out / "images" / upload).write_bytes(raw)
+        image_id = len(data["images"])
+        data["images"].append({"width": w, "height": h, "id": image_id,
+                               "file_name": f"images/{upload}" if copied else f"/data/upload/3/{upload}"})
+        for label, parts in _instances(shapes, h, w):
+            m = np.zeros((h, w), dtype=bool)
+            for p in parts:
+                m |= _shape_to_mask(p, h, w)
+            ys, xs = np.nonzero(m)
+            x, y, bw, bh = int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())
+            data["annotations"].append({"id": len(data["annotations"]), "image_id": image_id,
+                                        "category_id": names.index(label), "segmentation": [], "bbox": [x, y, bw, bh],
+                                        "ignore": 0, "iscrowd": 0, "area": bw * bh})
+    with open(out / "result.json", "w", encoding="utf8") as f:
+        json.dump(data, f, indent=2)
+    return out
+
+
+KEYPOINT_NAMES = ["head", "left_hand", "right_hand"]
+
+
+def write_cvat_keypoints(out: Path) -> Path:
+    """CVAT's "COCO Keypoints 1.0" export of one 96 x 72 picture with two skeletons of ``person`` (3 points, one
+    hidden, one absent) and a ``bottle`` label without points (see the module docstring)."""
+    (out / "images" / "default").mkdir(parents=True)
+    (out / "annotations").mkdir()
+    w, h = SIZE
+    (out / "images" / "default" / "pose.jpg").write_bytes(_jpeg_bytes(_picture("pose")))
+    points = [[20.0, 10.0, 2, 12.0, 30.0, 2, 28.0, 30.0, 1], [60.0, 12.0, 2, 0.0, 0.0, 0, 70.0, 34.0, 2]]
+    data = {"licenses": [{"name": "", "id": 0, "url": ""}],
+            "info": {"contributor": "", "date_created": "", "description": "", "url": "", "version": "", "year": ""},
+            "categories": [{"id": 1, "name": "person", "supercategory": "", "keypoints": KEYPOINT_NAMES,
+                            "skeleton": [[1, 2], [1, 3]]},
+                           {"id": 2, "name": "bottle", "supercategory": "", "keypoints": [], "skeleton": []}],
+            "images": [{"id": 1, "width": w, "height": h, "file_name": "pose.jpg", "license": 0, "flickr_url": "",
+                        "coco_url": "", "date_captured": 0}],
+            "annotations": []}
+    for k, kp in enumerate(points):
+        xs, ys = kp[0::3], kp[1::3]
+        seen = [(x, y) for x, y, v in zip(xs, ys, kp[2::3]) if v]
+        x0, y0 = min(x for x, _ in seen), min(y for _, y in seen)
+        x1, y1 = max(x for x, _ in seen), max(y for _, y in seen)
+        data["annotations"].append({"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": [],
+                                    "area": (x1 - x0) * (y1 - y0), "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0,
+                                    "attributes": {"occluded": False}, "keypoints": kp,
+                                    "num_keypoints": sum(1 for v in kp[2::3] if v)})
+    (out / "annotations" / "person_keypoints_default.json").write_text(json.dumps(data))
     return out
 
 
