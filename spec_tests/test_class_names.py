@@ -1,6 +1,7 @@
 """Class names end to end: training records the dataset's ``classes`` in the checkpoint and checkpoint.json,
 ``tvref predict`` and the demo's pictures label boxes with the checkpoint's names, and a checkpoint from before
-names were recorded still predicts, labelled with class ids."""
+names were recorded still predicts, labelled with class ids. Names that differ only in case or surrounding
+whitespace stay separate classes with a warning, or are one class where ``merge_similar_names`` asks."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from PIL import Image
 from reference import jobs
 from reference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from reference.cli import main
-from reference.datasets import PennFudanDataset
+from reference.datasets import DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
 from reference.engine import EpochLog
 from reference.training import FitConfig, check_resumable, fit, get_recipe
 from reference.transforms import evaluation
@@ -160,3 +161,89 @@ def test_demo_pictures_label_boxes_with_the_checkpoints_class_names(tmp_path, mo
     val = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())  # its own names: background, person
     [picture] = jobs.write_prediction_pictures(checkpoint, val, tmp_path, count=1)
     assert seen == [["background", "pedestrian", "cyclist"]] and picture.is_file()
+
+
+# --- names that differ only in case or surrounding whitespace (issue 24) -------------------------------------
+
+def _near_duplicates(tmp_path: Path) -> Path:
+    """The bundled LabelMe export with two bottles relabelled 'Bottle' and 'bottle ', as typed by hand."""
+    from . import tool_exports
+
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    for stem, k, label in (("scene_0", 2, "Bottle"), ("scene_2", 0, "bottle ")):
+        doc = json.loads((root / f"{stem}.json").read_text())
+        doc["shapes"][k]["label"] = label
+        (root / f"{stem}.json").write_text(json.dumps(doc))
+    return root
+
+
+def _found(ds, code: str) -> list:
+    return [v for v in ds.load_violations if v.code == code]
+
+
+def test_labelme_labels_differing_in_case_or_whitespace_stay_classes_with_a_warning_naming_them(tmp_path):
+    ds = LabelMeDataset(_near_duplicates(tmp_path))
+    assert ds.class_names == ["Bottle", "bottle", "bottle ", "person"]
+    (similar,) = _found(ds, "CLASS_NAME_SIMILAR")
+    assert similar.severity == "warning"
+    assert ("labels 'Bottle' (scene_0.json), 'bottle' (scene_0.json, scene_1.json, scene_2.json), 'bottle ' "
+            "(scene_2.json) differ only in case or surrounding whitespace; they are 3 separate classes"
+            in similar.message)
+    assert "--merge-similar-names case" in similar.hint
+
+
+def test_merge_similar_names_case_reads_them_as_one_class_named_by_the_most_used_spelling(tmp_path):
+    ds = LabelMeDataset(_near_duplicates(tmp_path), merge_similar_names="case")
+    assert ds.class_names == ["bottle", "person"]
+    assert [len(e.labels) for e in ds.entries] == [3, 2, 3]  # as the untouched export
+    (merged,) = _found(ds, "CLASS_NAMES_MERGED")
+    assert merged.severity == "info" and "are read as one class 'bottle'" in merged.message
+    assert _found(ds, "CLASS_NAME_SIMILAR") == []
+
+
+def test_merge_similar_names_whitespace_keeps_names_differing_in_case_apart(tmp_path):
+    ds = LabelMeDataset(_near_duplicates(tmp_path), merge_similar_names="whitespace")
+    assert ds.class_names == ["Bottle", "bottle", "person"]
+    assert "2 separate classes" in _found(ds, "CLASS_NAME_SIMILAR")[0].message
+
+
+def test_a_given_class_list_matches_labels_after_merging(tmp_path):
+    root = _near_duplicates(tmp_path)
+    ds = open_dataset(root, classes=root / "labels.txt", merge_similar_names=True)
+    assert ds.classes == ["background", "person", "bottle"] and not _found(ds, "LABEL_UNKNOWN")
+    strict = open_dataset(root, classes=root / "labels.txt")
+    unknown = _found(strict, "LABEL_UNKNOWN")
+    assert len(unknown) == 2 and "differs from the class 'bottle' only in case" in unknown[0].hint
+
+
+def test_a_class_list_naming_one_class_twice_once_merged_is_refused(tmp_path):
+    with pytest.raises(DatasetError, match=r"'person' and 'Person ' are one class with merge_similar_names='case'"):
+        LabelMeDataset(_near_duplicates(tmp_path), ["person", "Person "], merge_similar_names="case")
+
+
+def _coco_categories(tmp_path: Path, names: list[str]) -> Path:
+    root = tmp_path / "coco"
+    (root / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(root / "images" / "a.png")
+    anns = [{"id": k + 1, "image_id": 1, "category_id": k + 1, "bbox": [2 + k, 3, 10, 8], "area": 80.0,
+             "iscrowd": 0} for k in range(len(names))]
+    (root / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "height": 20, "width": 30}],
+        "categories": [{"id": k + 1, "name": n, "supercategory": ""} for k, n in enumerate(names)],
+        "annotations": anns}))
+    return root
+
+
+def test_coco_categories_differing_in_case_or_whitespace_stay_classes_with_a_warning(tmp_path):
+    ds = open_dataset(_coco_categories(tmp_path, ["person", "Person ", "car"]))
+    assert ds.classes == ["background", "person", "Person ", "car"]
+    (similar,) = _found(ds, "CLASS_NAME_SIMILAR")
+    assert "categories 1 'person', 2 'Person ' differ only in case or surrounding whitespace" in similar.message
+
+
+def test_coco_categories_merged_as_asked_are_one_class_under_the_lower_id(tmp_path):
+    ds = open_dataset(_coco_categories(tmp_path, ["Person ", "person", "car"]), merge_similar_names="case")
+    assert ds.classes == ["background", "Person", "car"]
+    assert ds.cat_id_to_label == {1: 1, 2: 1, 3: 2} and ds.label_to_cat_id == {1: 1, 2: 3}
+    assert ds[0][1]["labels"].tolist() == [1, 1, 2]
+    assert [v.code for v in ds.load_violations] == ["CLASS_NAMES_MERGED"]

@@ -1,5 +1,6 @@
 """The command line's dataset options: ``validate --classes FILE|A,B``, ``--images DIR`` (a COCO image root),
-``--val VAL`` (checks across two splits) and ``--strict`` failing on warnings, not on infos."""
+``--val VAL`` (checks across two splits), ``--merge-similar-names`` and ``--strict`` failing on warnings, not on
+infos."""
 
 from __future__ import annotations
 
@@ -99,3 +100,39 @@ def test_train_refuses_a_label_outside_classes_in_one_line_before_training(tmp_p
     assert code == 2 and len(err.splitlines()) == 1
     assert "label 'bottle' is not one of the classes ['person']" in err and "scene_" in err
     assert not any((tmp_path / "run").glob("*"))
+
+
+def _relabelled(tmp_path, label: str = "Bottle"):
+    root = tool_exports.write_labelme(tmp_path / "lm", no_area=False)  # no other warning
+    doc = json.loads((root / "scene_0.json").read_text())
+    doc["shapes"][2]["label"] = label
+    (root / "scene_0.json").write_text(json.dumps(doc))
+    return root
+
+
+def test_validate_warns_about_labels_differing_only_in_case_and_strict_fails_on_it(tmp_path, capsys):
+    root = _relabelled(tmp_path)
+    assert main(["--quiet", "validate", str(root)]) == 0
+    assert "CLASS_NAME_SIMILAR [warning] x1" in capsys.readouterr().out
+    assert main(["--quiet", "validate", str(root), "--strict"]) == 1
+
+
+def test_validate_merge_similar_names_reads_them_as_one_class(tmp_path, capsys):
+    root = _relabelled(tmp_path)
+    assert main(["--quiet", "validate", str(root), "--merge-similar-names", "case", "--strict",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["statistics"]["classes"] == ["background", "bottle", "person"]
+    assert [v["code"] for v in report["violations"]] == ["CLASS_NAMES_MERGED"]
+
+
+def test_merge_similar_names_is_refused_for_a_spec_that_is_not_a_folder(capsys):
+    assert main(["--quiet", "validate", "reference.datasets:PennFudanDataset", "--merge-similar-names", "case"]) == 2
+    assert "--merge-similar-names and --images apply to dataset folders" in capsys.readouterr().err
+
+
+def test_the_parsers_merge_modes_are_the_datasets():
+    from reference import cli
+    from reference.datasets import MERGE_MODES
+
+    assert cli.MERGE_MODES == MERGE_MODES

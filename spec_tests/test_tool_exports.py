@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -139,6 +140,35 @@ def test_a_class_list_may_be_comma_separated():
     assert parse_classes(["person"]) == ["person"]
 
 
+def test_a_byte_order_mark_in_labels_txt_is_not_part_of_its_first_name(tmp_path):
+    (tmp_path / "labels.txt").write_text(tool_exports.LABELS_TXT, encoding="utf-8-sig")  # as Windows Notepad saves
+    assert read_class_file(tmp_path / "labels.txt") == ["person", "bottle"]
+
+
+# AppleDouble: what macOS writes beside each file copied to a non-Apple volume or zipped (binary, whatever its name)
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(64)
+
+
+def test_a_macos_appledouble_json_beside_labelme_files_is_skipped_with_a_warning(tmp_path):
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    (root / "._scene_0.json").write_bytes(APPLE_DOUBLE)
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert detect_format(root) == "labelme"
+    ds = open_dataset(root, classes=root / "labels.txt")
+    assert [e.json_path.name for e in ds.entries] == ["scene_0.json", "scene_1.json", "scene_2.json"]
+    skipped = [v for v in ds.load_violations if v.code == "FILE_SKIPPED"]
+    assert len(skipped) == 1 and skipped[0].severity == "warning" and "._scene_0.json" in skipped[0].message
+    assert validate_dataset(ds, num_classes=3).errors == []
+
+
+def test_an_upper_case_json_extension_is_a_labelme_file(tmp_path):
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    (root / "scene_2.json").rename(root / "scene_2.JSON")
+    assert detect_format(root) == "labelme"
+    ds = open_dataset(root, classes=root / "labels.txt")
+    assert [e.json_path.name for e in ds.entries] == ["scene_0.json", "scene_1.json", "scene_2.JSON"]
+
+
 # --- labelme2coco -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -218,6 +248,38 @@ def test_cvat_mask_is_an_uncompressed_rle_with_iscrowd_one():
     assert int(t["masks"][1].sum()) == int(tool_exports._mask_patch().sum())
 
 
+def test_cvat_coco_keypoints_export_is_found_and_gives_n_k_3_keypoints(tmp_path):
+    root = tool_exports.write_cvat_keypoints(tmp_path / "cvat")
+    ds = open_dataset(root)
+    assert ds.annotation_json.name == "person_keypoints_default.json" and ds.images_dir == root / "images" / "default"
+    assert ds.classes == ["background", "person", "bottle"] and ds.num_keypoints == 3  # bottle: "keypoints": []
+    _, t = ds[0]
+    written = json.loads((root / "annotations" / "person_keypoints_default.json").read_text())["annotations"]
+    assert t["keypoints"].dtype == torch.float32
+    assert t["keypoints"].reshape(2, 9).tolist() == [a["keypoints"] for a in written]  # as written: no shift
+    assert validate_dataset(ds, num_keypoints=3).errors == [] and ds.load_violations == []
+
+
+def test_mask_rcnn_training_ignores_the_keypoints_of_a_keypoint_dataset(tmp_path):
+    from reference.models import build_model
+    from reference.training import RECIPES, get_recipe, transforms_for
+
+    root = tool_exports.write_cvat_keypoints(tmp_path / "cvat")
+    path = root / "annotations" / "person_keypoints_default.json"
+    doc = json.loads(path.read_text())
+    for a in doc["annotations"]:  # outlined too: Mask R-CNN needs masks
+        x, y, w, h = a["bbox"]
+        a["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    path.write_text(json.dumps(doc))
+    torch.manual_seed(0)
+    model = build_model("small_maskrcnn", 3).train()
+    for name in RECIPES:
+        image, target = open_dataset(root, transforms=transforms_for(get_recipe(name), True))[0]
+        assert "keypoints" in target
+        losses = model([image], [target])
+        assert all(torch.isfinite(v) for v in losses.values()), name
+
+
 def test_roboflow_placeholder_category_is_not_a_class():
     ds = open_dataset(EXPORTS / "roboflow" / "train")
     assert ds.classes == ["background", "bottle", "person"]  # Roboflow numbers the classes by name
@@ -240,3 +302,31 @@ def test_the_project_own_images_folder_layout_still_works(fixtures_dir):
     ds = open_dataset(fixtures_dir / "coco")
     assert ds.images_dir == fixtures_dir / "coco" / "images"
     assert validate_dataset(ds, num_classes=3).errors == []
+
+
+# --- Label Studio ------------------------------------------------------------------------------------------------
+
+def test_label_studio_coco_export_loads_from_its_result_json(tmp_path):
+    root = tool_exports.write_label_studio(EXPORTS / "labelme", tmp_path / "ls")
+    ds = open_dataset(root / "result.json")
+    assert ds.classes == ["background", "bottle", "person"] and len(ds) == 3
+    assert ds.load_violations == [] and validate_dataset(ds, num_classes=3).errors == []
+
+
+def test_label_studio_upload_paths_are_read_from_the_image_root_by_base_name(tmp_path):
+    copied = tool_exports.write_label_studio(EXPORTS / "labelme", tmp_path / "copied")
+    root = tool_exports.write_label_studio(EXPORTS / "labelme", tmp_path / "ls", copied=False)
+    for image in (copied / "images").iterdir():  # the user copies the uploads in by hand
+        shutil.copy(image, root / "images")
+    ds = open_dataset(root / "result.json")
+    resolved = [v for v in ds.load_violations if v.code == "IMAGE_PATH_RESOLVED"]
+    assert len(resolved) == 3 and "'/data/upload/3/" in resolved[0].message
+    assert ds.images_dir == root / "images" and validate_dataset(ds, num_classes=3).errors == []
+
+
+def test_label_studio_upload_paths_without_the_images_leave_out_those_images_only(tmp_path):
+    root = tool_exports.write_label_studio(EXPORTS / "labelme", tmp_path / "ls", copied=False)
+    ds = open_dataset(root / "result.json")
+    codes = [v.code for v in ds.load_violations]
+    assert len(ds) == 0 and codes.count("IMAGE_ENTRY_INVALID") == 3
+    assert set(codes) == {"IMAGE_ENTRY_INVALID", "ANNOTATION_INVALID"}  # each annotation: its image left out
