@@ -140,6 +140,18 @@ def test_a_class_list_may_be_comma_separated():
     assert parse_classes(["person"]) == ["person"]
 
 
+def test_a_shape_labelled_background_is_dropped_not_made_a_class(tmp_path):
+    root = tool_exports.write_labelme(tmp_path / "lm")
+    doc = json.loads((root / "scene_0.json").read_text())
+    doc["shapes"][2]["label"] = "background"
+    (root / "scene_0.json").write_text(json.dumps(doc))
+    ds = open_dataset(root)
+    assert ds.class_names == ["bottle", "person"]
+    assert [v.message for v in ds.load_violations if v.code == "ANNOTATION_DROPPED" and v.field == "label"] == [
+        "scene_0.json shape 2: label 'background' is the background, not an object class; the shape is not an "
+        "instance"]
+
+
 def test_a_byte_order_mark_in_labels_txt_is_not_part_of_its_first_name(tmp_path):
     (tmp_path / "labels.txt").write_text(tool_exports.LABELS_TXT, encoding="utf-8-sig")  # as Windows Notepad saves
     assert read_class_file(tmp_path / "labels.txt") == ["person", "bottle"]

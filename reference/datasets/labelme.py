@@ -158,7 +158,7 @@ def labelme_classes(root: str | Path, merge_similar_names: MergeNames = False) -
     """
     mode = merge_mode(merge_similar_names)
     usage = _label_usage(Path(root))
-    reserved = {name_key(n, mode) for n in NOT_CLASSES}
+    reserved = {name_key(n, mode) for n in (*NOT_CLASSES, "background")}  # the shapes are dropped, said so
     groups: dict[str, list[str]] = {}
     for n in sorted(usage):
         if name_key(n, mode) not in reserved:
