@@ -206,7 +206,10 @@ def _cmd_validate(a: argparse.Namespace) -> int:
         failed = {v.index for v in report.violations if v.code in ("GETITEM_FAILED", "GETITEM_TIMEOUT")}
         indices = sorted(set(range(count)) - failed) if a.render_all else list(by_index)
         for i in indices[:100]:
-            image, target = dataset[i]
+            try:
+                image, target = dataset[i]
+            except Exception:  # noqa: BLE001 - a sample that cannot be read is in the report already
+                continue
             render_violations(image, target, by_index.get(i, []), Path(a.render) / f"sample_{i:05d}.png", index=i)
         if not indices:
             print(f"{a.render}: nothing drawn, no sample broke a rule (--render-all draws every sample)")

@@ -57,8 +57,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import (DatasetError, far_outside, header_size, issue, max_image_pixels, read_rgb,
-                     safe_join)
+from .common import DatasetError, far_outside, issue, max_image_pixels, safe_join
+from .images import choose_frame, read_header, read_rgb, stored_frame_note
 
 from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
 
@@ -168,6 +168,10 @@ class CocoInstancesDataset(Dataset):
         self._name = self.annotation_json.name
         doc = self._read()
         cats = self._categories(doc["categories"], doc["annotations"])
+        # labelme2coco re-encodes every image upright (no EXIF): a tag found on one was left there by another tool
+        self.upright_when_undecided = not any(c["name"] == "_background_" and c["kind"] == "background"
+                                              for c in cats.values())
+        self._notes: dict[int, list[Violation]] = {}
         self._map_classes(cats, classes)
         self.images = self._images(doc["images"])
         self.images_dir = Path(images_dir) if images_dir is not None else self._pick_root()
@@ -616,10 +620,26 @@ class CocoInstancesDataset(Dataset):
                                f"{self.images_dir} (give the image folder with --images DIR)")
         return path
 
-    def _check_size(self, idx: int, path: Path, h: int, w: int) -> None:
-        if (h, w) != self.get_height_and_width(idx):
-            raise DatasetError(f"{path}: the image's size {(h, w)} differs from height/width in "
-                               f"{self._name} {self.get_height_and_width(idx)}")
+    def _apply_orientation(self, idx: int, path: Path) -> bool:
+        """Whether to turn image ``idx`` upright: the record's height and width say which frame its annotations
+        are in (:func:`~reference.datasets.images.choose_frame`); DECLARED_SIZE_MISMATCH when neither."""
+        info = read_header(path)
+        apply = choose_frame(self.get_height_and_width(idx), info, field="height",
+                             name=f"{self._name} image {self.images[idx]['id']} (height, width) over {path}",
+                             upright_when_undecided=self.upright_when_undecided)
+        note = stored_frame_note(info, apply, str(path))
+        if note and self.upright_when_undecided:  # labelme2coco's images are upright with or without a tag
+            self._notes[idx] = [issue("EXIF_STORED_FRAME", idx, "image", note)]
+        return apply
+
+    def sample_findings(self, idx: int) -> list[Violation]:
+        """What reading sample ``idx`` reads differently from its exporter (the validator reports these)."""
+        if idx not in self._notes:
+            try:
+                self._apply_orientation(idx, self._image_path(idx))
+            except DatasetError:  # the sample's own load reports it
+                return []
+        return list(self._notes.get(idx, []))
 
     def _target(self, idx: int, h: int, w: int) -> dict:
         info = self.images[idx]
@@ -647,16 +667,17 @@ class CocoInstancesDataset(Dataset):
         and the same target; without transforms, which need the pixels."""
         if self.transforms is not None:
             raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
-        path = self._image_path(idx)
-        h, w = header_size(path)
-        self._check_size(idx, path, h, w)
+        self._apply_orientation(idx, self._image_path(idx))
+        h, w = self.get_height_and_width(idx)
         return ImageHeader(h, w), self._target(idx, h, w)
 
     def __getitem__(self, idx: int):
         path = self._image_path(idx)
-        img = tv_tensors.Image(read_rgb(path))
+        img = tv_tensors.Image(read_rgb(path, apply_orientation=self._apply_orientation(idx, path)))
         h, w = img.shape[-2:]
-        self._check_size(idx, path, h, w)
+        if (h, w) != self.get_height_and_width(idx):  # a header that lies about the size
+            raise DatasetError(f"{path}: the image's size {(h, w)} differs from height/width in "
+                               f"{self._name} {self.get_height_and_width(idx)}")
         target = self._target(idx, h, w)
         if self.transforms is not None:
             img, target = self.transforms(img, target)

@@ -41,8 +41,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import (DatasetError, boxes_from_masks, far_outside, header_size, issue, max_image_pixels, read_rgb,
-                     read_rgb_bytes, safe_join)
+from .common import DatasetError, boxes_from_masks, far_outside, issue, max_image_pixels, safe_join
+from .images import ImageHeaderInfo, choose_frame, read_header, read_rgb, stored_frame_note
 
 from .listing import files_with_suffix, skipped_finding
 from .names import (MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, spelled,
@@ -74,6 +74,7 @@ class _Entry:
     image_path: Path | None  # None: the pixels are the file's inline imageData
     labels: tuple[int, ...]
     instances: tuple[tuple[_Shape, ...], ...]
+    declared: tuple[int, int] | None = None  # imageHeight, imageWidth as the file gives them
 
 
 def rasterise_polygon(points: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
@@ -243,6 +244,7 @@ class LabelMeDataset(Dataset):
         self.classes = ["background", *names]
         self.class_to_idx = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
         self.load_violations: list[Violation] = []
+        self._notes: dict[int, list[Violation]] = {}
         self.ignored_regions = 0
         # a label's spelling key -> its class; each label as written (object classes only) -> the files using it
         self._class_of = {name_key(n, self.merge_similar_names): n for n in names}
@@ -319,7 +321,8 @@ class LabelMeDataset(Dataset):
             name, group, shape = parsed
             groups.setdefault((name, group if group is not None else ("shape", k)), []).append(shape)
         labels = tuple(self.class_to_idx[name] for name, _ in groups)
-        return _Entry(path, image_path, labels, tuple(tuple(parts) for parts in groups.values()))
+        declared = (doc["imageHeight"], doc["imageWidth"]) if doc.get("imageHeight") is not None else None
+        return _Entry(path, image_path, labels, tuple(tuple(parts) for parts in groups.values()), declared)
 
     def _image_size(self, path: Path, doc: dict, image_path: Path | None) -> tuple[int, int] | None | bool:
         """(height, width) that the shapes are checked against: the file's ``imageHeight`` and ``imageWidth``
@@ -330,11 +333,9 @@ class LabelMeDataset(Dataset):
         h, w = doc.get("imageHeight"), doc.get("imageWidth")
         if h is None and w is None:
             try:
-                if image_path is not None:
-                    return header_size(image_path)
-                with Image.open(io.BytesIO(base64.b64decode(doc["imageData"]))) as im:
-                    return im.height, im.width
-            except (DatasetError, OSError, ValueError, binascii.Error):
+                source = image_path if image_path is not None else base64.b64decode(doc["imageData"])
+                return read_header(source).upright  # labelme shows the picture upright
+            except (DatasetError, ValueError, binascii.Error):
                 return None
         problem = None
         if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in (h, w)):
@@ -428,15 +429,33 @@ class LabelMeDataset(Dataset):
         except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise DatasetError(f"{e.json_path}: cannot read its inline imageData ({exc})") from exc
 
-    def get_height_and_width(self, idx: int) -> tuple[int, int]:
+    def _frame(self, idx: int) -> tuple[ImageHeaderInfo, bool, Path | bytes]:
+        """The image's header, whether to turn it upright (labelme does; a file declaring the stored size was made
+        by a tool that did not) and where its pixels are. DECLARED_SIZE_MISMATCH when the declared size is
+        neither frame's."""
         e = self.entries[idx]
-        if e.image_path is not None:
-            return header_size(e.image_path)
-        try:
-            with Image.open(io.BytesIO(self._inline_bytes(e))) as im:
-                return im.height, im.width
-        except OSError as exc:
-            raise DatasetError(f"{e.json_path}: cannot decode its inline imageData ({exc})") from exc
+        source: Path | bytes = self._image_file(e) if e.image_path is not None else self._inline_bytes(e)
+        name = str(e.image_path) if e.image_path is not None else f"{e.json_path} imageData"
+        info = read_header(source, what=name)
+        apply = choose_frame(e.declared, info, name=f"{e.json_path.name} (imageHeight, imageWidth) over {name}",
+                             field="imageHeight")
+        note = stored_frame_note(info, apply, name)
+        if note:
+            self._notes[idx] = [issue("EXIF_STORED_FRAME", idx, "image", note)]
+        return info, apply, source
+
+    def sample_findings(self, idx: int) -> list[Violation]:
+        """What reading sample ``idx`` reads differently from labelme (the validator reports these)."""
+        if idx not in self._notes:
+            try:
+                self._frame(idx)
+            except DatasetError:  # the sample's own load reports it
+                return []
+        return list(self._notes.get(idx, []))
+
+    def get_height_and_width(self, idx: int) -> tuple[int, int]:
+        info, apply, _ = self._frame(idx)
+        return info.size(apply)
 
     def _image_file(self, e: _Entry) -> Path:
         assert e.image_path is not None
@@ -466,24 +485,15 @@ class LabelMeDataset(Dataset):
         header or the inline imageData's, and the same target; without transforms, which need the pixels."""
         if self.transforms is not None:
             raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
-        e = self.entries[idx]
-        if e.image_path is not None:
-            h, w = header_size(self._image_file(e))
-        else:
-            try:
-                with Image.open(io.BytesIO(self._inline_bytes(e))) as im:  # opening reads the header only
-                    h, w = im.height, im.width
-            except OSError as exc:
-                raise DatasetError(f"{e.json_path} imageData: cannot read image header ({exc})") from exc
+        info, apply, _ = self._frame(idx)
+        h, w = info.size(apply)
         return ImageHeader(h, w), self._target(idx, h, w)
 
     def __getitem__(self, idx: int):
         e = self.entries[idx]
-        if e.image_path is not None:
-            pixels = read_rgb(self._image_file(e))
-        else:
-            pixels = read_rgb_bytes(self._inline_bytes(e), what=f"{e.json_path} imageData")
-        img = tv_tensors.Image(pixels)
+        _, apply, source = self._frame(idx)
+        what = str(e.image_path) if e.image_path is not None else f"{e.json_path} imageData"
+        img = tv_tensors.Image(read_rgb(source, apply_orientation=apply, what=what))
         h, w = img.shape[-2:]
         target = self._target(idx, h, w)
         if self.transforms is not None:

@@ -5,6 +5,12 @@
 older tutorial returns: a PIL RGB image and ``image_id`` as a one-element int64 tensor. Both use the
 tutorials' conventions: sorted file lists, instances from the sorted unique ids of the mask (0 is
 background), boxes from ``masks_to_boxes`` (x2, y2 = the last pixel's index), box area, ``iscrowd`` zero.
+
+Files as users' tools leave them: an image with an EXIF orientation is turned upright when its mask has the
+upright size, and read as stored when the mask has the stored size (the mask is the annotation and says which
+frame it was drawn in). A mask value none of whose pixels lies inside a region of its own (every pixel of it
+touches another value) is the edge of an anti-aliased, resized or compressed mask, not an instance: it is left
+out and reported (ANNOTATION_DROPPED, in :meth:`PennFudanDataset.sample_findings`).
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
 
-from ..contract import ImageHeader
-from .common import (DatasetError, box_area, boxes_from_masks, header_size, instance_ids, read_label_map,
-                     read_rgb)
+from ..contract import ImageHeader, Violation
+from .common import DatasetError, box_area, boxes_from_masks, instance_ids, issue, read_label_map
+from .images import read_header, read_rgb, stored_frame_note
 
 from .listing import skipped_finding, split_system_files
 
@@ -61,18 +67,58 @@ class PennFudanDataset(Dataset):
         found = skipped_finding(self.root, skipped)
         # what reading the folder found (FILE_SKIPPED: the system files left out); the validator reports it
         self.load_violations: list = [found] if found is not None else []
+        self._notes: dict[int, list[Violation]] = {}
+
+    def sample_findings(self, idx: int) -> list[Violation]:
+        """What reading sample ``idx`` left out or read in another frame (the validator reports these); from the
+        load in this process, or from reading the sample's files again."""
+        if idx not in self._notes:
+            try:
+                mask_size, _ = self.load_target(idx)
+                self._apply_orientation(idx, mask_size)
+            except (DatasetError, IndexError):  # the sample's own load reports it
+                return []
+        return list(self._notes.get(idx, []))
+
+    def _apply_orientation(self, idx: int, mask_size: tuple[int, int]) -> bool:
+        """Whether to turn image ``idx`` upright: its mask's size says which frame it was drawn in."""
+        info = read_header(self.images[idx])
+        if mask_size == info.upright:
+            return True
+        if mask_size == info.stored:
+            note = stored_frame_note(info, False, str(self.images[idx]))
+            if note:
+                self._notes.setdefault(idx, []).append(issue("EXIF_STORED_FRAME", idx, "image", note))
+            return False
+        turned = (f" upright (stored {info.stored}, EXIF orientation {info.orientation})"
+                  if info.orientation != 1 else "")
+        raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
+                           f"{self.images[idx].name} {info.upright}{turned}")
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
-        """Size from the PNG header, without decoding pixels (used for aspect-ratio grouping)."""
-        return header_size(self.images[idx])
+        """Size from the image and mask headers, without decoding pixels (used for aspect-ratio grouping)."""
+        info = read_header(self.images[idx])
+        mask = read_header(self.masks[idx]).stored
+        return info.upright if mask == info.upright else info.stored
 
     def load_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
         """The annotations of sample ``idx`` and the image size, decoding only the mask file."""
         ids = read_label_map(self.masks[idx])
         obj_ids = instance_ids(ids)
+        self._notes[idx] = []
+        edges = edge_only_ids(ids, obj_ids)
+        if len(edges):
+            values = edges.tolist()
+            self._notes[idx].append(issue(
+                "ANNOTATION_DROPPED", idx, "masks",
+                f"{self.masks[idx]}: {len(values)} of its {len(obj_ids)} values ({_listed(values)}) occur only on "
+                "the edges of other regions, never inside a region of their own: the mask is anti-aliased, resized "
+                "or compressed, and these values are not instances; they are left out",
+                hint="save instance masks as PNG with nearest-neighbour resizing (no smoothing, no JPEG)"))
+            obj_ids = obj_ids[~torch.isin(obj_ids, edges)]
         masks = (ids[None] == obj_ids[:, None, None]).to(torch.uint8)
         boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
         if widened:
@@ -91,12 +137,8 @@ class PennFudanDataset(Dataset):
         }
         return (int(ids.shape[0]), int(ids.shape[1])), target
 
-    def _finish(self, idx: int, target: dict[str, Any], mask_size: tuple[int, int],
-                size: tuple[int, int]) -> dict[str, Any]:
-        """The target in the dataset's flavour, once the image's size is known to match its mask's."""
-        if size != mask_size:
-            raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
-                               f"{self.images[idx].name} {size}")
+    def _finish(self, idx: int, target: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+        """The target in the dataset's flavour, for an image of ``size``."""
         if self.flavour == "legacy":
             target["image_id"] = torch.tensor([idx])
         else:
@@ -105,34 +147,55 @@ class PennFudanDataset(Dataset):
         return target
 
     def header_sample(self, idx: int) -> tuple[ImageHeader, dict[str, Any]]:
-        """``self[idx]`` without decoding the image (the validator's fast path): the size from the PNG header and
-        the same target (the mask file is decoded: it is the annotation); without transforms."""
+        """``self[idx]`` without decoding the image (the validator's fast path): the size from the image's header
+        and the same target (the mask file is decoded: it is the annotation); without transforms."""
         if self.transforms is not None:
             raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
         mask_size, target = self.load_target(idx)
-        size = header_size(self.images[idx])
-        return ImageHeader(*size), self._finish(idx, target, mask_size, size)
+        self._apply_orientation(idx, mask_size)
+        return ImageHeader(*mask_size), self._finish(idx, target, mask_size)
 
     def __getitem__(self, idx: int):
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
         mask_size, target = self.load_target(idx)
-        if self.flavour == "legacy":
-            try:
-                with Image.open(self.images[idx]) as im:
-                    img: Any = im.convert("RGB")
-            except Exception as exc:  # noqa: BLE001
-                raise DatasetError(f"{self.images[idx]}: cannot decode image ({exc})") from exc
-            size = (img.height, img.width)
-        else:
-            img = tv_tensors.Image(read_rgb(self.images[idx]))
-            size = tuple(img.shape[-2:])
-        target = self._finish(idx, target, mask_size, size)
+        pixels = read_rgb(self.images[idx], apply_orientation=self._apply_orientation(idx, mask_size))
+        if tuple(pixels.shape[-2:]) != mask_size:  # a header that lies about the size
+            raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
+                               f"{self.images[idx].name} {tuple(pixels.shape[-2:])}")
+        img: Any = F.to_pil_image(pixels) if self.flavour == "legacy" else tv_tensors.Image(pixels)
+        target = self._finish(idx, target, mask_size)
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target
+
+
+def _listed(values: list[int], shown: int = 8) -> str:
+    return ", ".join(map(str, values[:shown])) + (f", ... ({len(values)} in all)" if len(values) > shown else "")
+
+
+def edge_only_ids(ids: torch.Tensor, obj_ids: torch.Tensor) -> torch.Tensor:
+    """The ids of ``obj_ids`` that are blends of their neighbours, not instances: no pixel of theirs lies inside
+    a region of their own (all four neighbours the same value), and they border both a lower and a higher value.
+    Anti-aliasing, bilinear resizing and JPEG compression leave such values along the edge between two regions;
+    an instance one pixel thin has no inside either, but borders only lower values or only higher ones."""
+    if len(obj_ids) == 0 or min(ids.shape) < 3:
+        return obj_ids[:0]
+    core = ids[1:-1, 1:-1]
+    around = torch.stack([ids[:-2, 1:-1], ids[2:, 1:-1], ids[1:-1, :-2], ids[1:-1, 2:]])
+    inside = (around == core).all(dim=0)
+    with_inside = set(instance_ids(core[inside]).tolist()) if inside.any() else set()
+    lowest, highest = around.min(dim=0).values, around.max(dim=0).values
+    blends = []
+    for v in obj_ids.tolist():
+        if v in with_inside:
+            continue
+        at = core == v
+        if (lowest[at] < v).any() and (highest[at] > v).any():
+            blends.append(v)
+    return torch.tensor(blends, dtype=obj_ids.dtype)
 
 
 MASK_SUFFIX = "_mask.png"
