@@ -269,7 +269,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
                         device=a.device, amp=a.amp, resume=Path(a.resume) if a.resume else None,
                         print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite,
-                        batch_size=a.batch_size, lr=a.lr, workers=a.workers, classes=a.classes)
+                        batch_size=a.batch_size, lr=a.lr, workers=a.workers, classes=a.classes,
+                        merge_similar_names=a.merge_similar_names)
     # a resume without --epochs runs to the checkpoint's planned count, not known here
     a.display.epochs = a.epochs or (None if a.resume else get_recipe(a.recipe).epochs)
     result, report = run_train(opts, on_epoch=a.display)
@@ -506,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--classes", metavar="FILE|A,B,...",
                    help="the object classes and their ids (1, 2, ... in this order), as validate takes them; a "
                    "label outside them stops training before it starts (default: the training split's classes)")
+    t.add_argument("--merge-similar-names", choices=MERGE_MODES,
+                   help="class names that differ only in whitespace ('whitespace') or case too ('case') train as "
+                        "one class, as validate reads them (default: separate classes, with a warning)")
     t.add_argument("--model", default="small_maskrcnn", choices=MODELS, help="model to build")
     t.add_argument("--recipe", default="ci", choices=RECIPES,
                    help="optimizer, schedule, batch size, transforms and epochs from the seeds")

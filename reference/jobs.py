@@ -170,10 +170,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _open(root: Path, fmt: str | None, recipe: Recipe, train: bool, classes: str | list[str] | None = None):
+def _open(root: Path, fmt: str | None, recipe: Recipe, train: bool, classes: str | list[str] | None = None,
+          merge_similar_names: str | None = None):
     """A dataset folder opened with the recipe's transforms; loader errors become one line naming the file."""
     try:
-        ds = open_dataset(root, fmt, transforms_for(recipe, train), classes)
+        ds = open_dataset(root, fmt, transforms_for(recipe, train), classes,
+                          merge_similar_names=merge_similar_names or False)
     except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
             RecursionError) as exc:  # the loaders' raw errors too, named here until the loaders name them
         raise JobError(loader_failure(root, exc)) from exc
@@ -215,21 +217,24 @@ def validation_folder(data: Path, *, beside_train: bool = True) -> Path | None:
 
 
 def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int,
-                   classes: str | None = None) -> tuple[Dataset, Dataset, int]:
+                   classes: str | None = None, merge_similar_names: str | None = None
+                   ) -> tuple[Dataset, Dataset, int]:
     """Train and validation datasets, and the class count (background included).
 
     A folder with ``train/`` and ``val/`` (or Roboflow's ``valid/``) inside is used as given (a ``test/`` split
     is left alone); a single folder is split by a permutation seeded by ``seed``, its last
     :func:`held_out_count` samples held out for validation. ``classes`` fixes the class names and their ids
     (see :func:`reference.datasets.parse_classes`); without it the training split's own classes are used.
+    ``merge_similar_names`` ("whitespace" or "case") reads near-duplicate class names as one class.
     """
     val_folder = validation_folder(data)
+    merge = merge_similar_names
     if val_folder is not None:
-        train = _open(data / "train", fmt, recipe, True, classes)
-        val = _open(val_folder, fmt, recipe, False, classes or getattr(train, "class_names", None))
+        train = _open(data / "train", fmt, recipe, True, classes, merge)
+        val = _open(val_folder, fmt, recipe, False, classes or getattr(train, "class_names", None), merge)
     else:
-        train_all = _open(data, fmt, recipe, True, classes)
-        val_all = _open(data, fmt, recipe, False, classes)
+        train_all = _open(data, fmt, recipe, True, classes, merge)
+        val_all = _open(data, fmt, recipe, False, classes, merge)
         if len(train_all) < 2:
             raise JobError(f"--data {data}: {len(train_all)} sample(s); training needs at least 2 (one is held out "
                            "for validation), or train/ and val/ subfolders")
@@ -354,6 +359,7 @@ class TrainOptions:
     lr: float | None = None  # the recipe's unless given
     workers: int = 0  # DataLoader worker processes; 0 loads in this process
     classes: str | None = None  # the object classes, as validate's --classes takes them (FILE or A,B,...)
+    merge_similar_names: str | None = None  # "whitespace" or "case": near-duplicate class names as one class
 
 
 def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, Any]]:
@@ -388,7 +394,8 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     seed_everything(opts.seed)
-    train, val, num_classes = split_datasets(opts.data, opts.fmt, recipe, opts.seed, opts.classes)
+    train, val, num_classes = split_datasets(opts.data, opts.fmt, recipe, opts.seed, opts.classes,
+                                             opts.merge_similar_names)
     try:
         model = build_model(opts.model, num_classes, opts.weights)
     except (ValueError, FileNotFoundError) as exc:

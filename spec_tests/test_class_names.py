@@ -83,6 +83,20 @@ def test_tvref_train_records_the_datasets_class_names_in_checkpoint_and_report(t
     assert json.loads((out / "report.json").read_text())["classes"] == expected
 
 
+def test_tvref_train_merge_similar_names_trains_them_as_one_class(tmp_path, no_training):
+    data = tmp_path / "labelme"
+    shutil.copytree(FIXTURES / "labelme", data)
+    doc = json.loads((data / "card_0000.json").read_text())
+    doc["shapes"][0]["label"] = doc["shapes"][0]["label"].upper()  # "PERSON" beside "person"
+    (data / "card_0000.json").write_text(json.dumps(doc))
+    plain, merged = tmp_path / "plain", tmp_path / "merged"
+    assert main(["--quiet", "train", "--data", str(data), "--out", str(plain), "--epochs", "1"]) == 0
+    assert main(["--quiet", "train", "--data", str(data), "--out", str(merged), "--epochs", "1",
+                 "--merge-similar-names", "case"]) == 0
+    assert len(load_checkpoint(plain / "last.pt")["classes"]) == 4
+    assert load_checkpoint(merged / "last.pt")["classes"] == ["background", "bottle", "person"]
+
+
 # --- predictions ---------------------------------------------------------------------------------------------
 
 def _checkpoint(path: Path, classes: list[str] | None, favoured: int = 2) -> Path:

@@ -148,3 +148,33 @@ def test_train_logs_in_one_line_how_many_crowd_regions_it_leaves_out(tmp_path, c
     said = [r.getMessage() for r in caplog.records if "crowd" in r.getMessage()]
     assert said == [f"{data / 'train'}: 2 crowd region(s) (iscrowd 1) left out of training, as torchvision's "
                     "references leave them out; evaluation keeps them as regions to ignore"]
+
+
+def test_cvat_masks_written_with_iscrowd_1_are_read_as_objects_with_one_finding():
+    from reference.datasets import CocoInstancesDataset
+
+    from .conftest import FIXTURES
+
+    ds = CocoInstancesDataset(None, FIXTURES / "exports" / "cvat" / "annotations" / "instances_default.json")
+    assert all(int(ds[i][1]["iscrowd"].sum()) == 0 for i in range(len(ds)))
+    found = [v for v in ds.load_violations if v.field == "iscrowd"]
+    assert len(found) == 1 and "1 masks written by CVAT/Datumaro" in found[0].message
+
+
+def test_an_explicit_is_crowd_attribute_keeps_a_cvat_mask_a_crowd_region(tmp_path):
+    import json
+
+    from reference.datasets import CocoInstancesDataset
+
+    from .conftest import FIXTURES
+
+    src = FIXTURES / "exports" / "cvat"
+    doc = json.loads((src / "annotations" / "instances_default.json").read_text())
+    for a in doc["annotations"]:
+        if a["iscrowd"] == 1:
+            a["attributes"]["is_crowd"] = True
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_default.json").write_text(json.dumps(doc))
+    ds = CocoInstancesDataset(src / "images" / "default", tmp_path / "annotations" / "instances_default.json")
+    assert sum(int(ds[i][1]["iscrowd"].sum()) for i in range(len(ds))) == 1
+    assert not [v for v in ds.load_violations if v.field == "iscrowd"]

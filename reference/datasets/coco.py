@@ -9,7 +9,9 @@ Exporters this reads as they mean their files:
   segmentation written as its two corners (4 numbers), read here as that rectangle.
 - CVAT's "COCO 1.0" (Datumaro's COCO exporter): ``annotations/instances_<subset>.json`` with the images in
   ``images/<subset>/``, category ids from 1, ``segmentation: []`` for rectangles, masks as uncompressed RLE with
-  ``iscrowd`` 1, an ``attributes`` dict per annotation.
+  ``iscrowd`` 1, an ``attributes`` dict per annotation. Datumaro sets ``iscrowd`` 1 on every mask, so these are
+  read as objects (one ANNOTATION_REPAIRED finding says how many), unless ``attributes`` has ``is_crowd: true``.
+  Other files' ``iscrowd`` 1 regions are crowd regions: training leaves them out, evaluation ignores them.
 - Roboflow: ``_annotations.coco.json`` in each split folder beside its images; category 0 is a placeholder named
   after the project, the ``supercategory`` of every real category, used by no annotation: not a class.
 
@@ -132,6 +134,15 @@ def _local_name(file_name: str, root: Path) -> str:
     return file_name
 
 
+def _datumaro_mask(ann: dict) -> bool:
+    """Whether an ``iscrowd: 1`` annotation is a mask as CVAT's COCO 1.0 (Datumaro's exporter) writes every mask:
+    ``iscrowd = int(mask is not None)``, an uncompressed RLE and an ``attributes`` dict; an explicit
+    ``is_crowd: true`` attribute keeps it a crowd region."""
+    attrs, segm = ann.get("attributes"), ann.get("segmentation")
+    return (isinstance(attrs, dict) and attrs.get("is_crowd") is not True and isinstance(segm, dict)
+            and isinstance(segm.get("counts"), list))
+
+
 def image_root_candidates(annotation_json: Path) -> list[Path]:
     """Where ``file_name`` may be relative to, in the order tried (see the module docstring)."""
     folder = annotation_json.parent
@@ -177,7 +188,15 @@ class CocoInstancesDataset(Dataset):
         self.images_dir = Path(images_dir) if images_dir is not None else self._pick_root()
         self._resolve_files()
         self.annotations: list[list[dict]] = [[] for _ in self.images]
+        self.datumaro_masks = 0
         self._collect(doc["annotations"], cats)
+        if self.datumaro_masks:
+            self.load_violations.append(issue(
+                "ANNOTATION_REPAIRED", None, "iscrowd",
+                f"{self._name}: {self.datumaro_masks} masks written by CVAT/Datumaro with iscrowd 1 (an uncompressed "
+                "RLE and an 'attributes' dict: Datumaro writes every mask so) are read as objects (iscrowd 0), to be "
+                "trained on and scored; the references would drop them as crowd regions",
+                hint='mark a real crowd region with "attributes": {"is_crowd": true}'))
         self.has_masks = any(a["_segm"] is not None for anns in self.annotations for a in anns)
         if self.has_masks:
             for i, anns in enumerate(self.annotations):
@@ -480,6 +499,9 @@ class CocoInstancesDataset(Dataset):
             self._report("ANNOTATION_INVALID", ann, index, "iscrowd", f"iscrowd {ann['iscrowd']!r} is not a "
                          "number; it is left out")
             return None
+        elif ann["iscrowd"] == 1 and _datumaro_mask(ann):
+            out["iscrowd"] = 0
+            self.datumaro_masks += 1
         if "area" not in ann:
             out["area"] = self._area(segm, info["height"], info["width"], w * h)
             self._report("ANNOTATION_REPAIRED", ann, index, "area", f"has no 'area'; computed as {out['area']:g} "
