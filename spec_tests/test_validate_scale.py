@@ -140,7 +140,7 @@ EXPECTED = {
     "unknown-category": {"ANNOTATION_INVALID"},
     "orphan-annotation": {"ANNOTATION_INVALID"},
     "duplicate-annotation-id": {"ANNOTATION_ID_DUPLICATE"},
-    "image-size-differs": {"GETITEM_FAILED"},
+    "image-size-differs": {"DECLARED_SIZE_MISMATCH"},
     "missing-image-file": {"GETITEM_FAILED"},
     "no-images": {"DATASET_EMPTY"},
 }
