@@ -59,7 +59,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import DatasetError, far_outside, issue, max_image_pixels, safe_join
+from .common import DatasetError, SampleNotes, far_outside, issue, max_image_pixels, safe_join
 from .images import choose_frame, read_header, read_rgb, stored_frame_note
 
 from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
@@ -182,7 +182,7 @@ class CocoInstancesDataset(Dataset):
         # labelme2coco re-encodes every image upright (no EXIF): a tag found on one was left there by another tool
         self.upright_when_undecided = not any(c["name"] == "_background_" and c["kind"] == "background"
                                               for c in cats.values())
-        self._notes: dict[int, list[Violation]] = {}
+        self._notes = SampleNotes()
         self._map_classes(cats, classes)
         self.images = self._images(doc["images"])
         self.images_dir = Path(images_dir) if images_dir is not None else self._pick_root()
@@ -650,18 +650,21 @@ class CocoInstancesDataset(Dataset):
                              name=f"{self._name} image {self.images[idx]['id']} (height, width) over {path}",
                              upright_when_undecided=self.upright_when_undecided)
         note = stored_frame_note(info, apply, str(path))
+        self._notes.start(idx)
         if note and self.upright_when_undecided:  # labelme2coco's images are upright with or without a tag
-            self._notes[idx] = [issue("EXIF_STORED_FRAME", idx, "image", note)]
+            self._notes.add(idx, issue("EXIF_STORED_FRAME", idx, "image", note))
         return apply
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` reads differently from its exporter (the validator reports these)."""
-        if idx not in self._notes:
+        notes = self._notes.get(idx)
+        if notes is None:
             try:
                 self._apply_orientation(idx, self._image_path(idx))
             except DatasetError:  # the sample's own load reports it
                 return []
-        return list(self._notes.get(idx, []))
+            notes = self._notes.get(idx) or []
+        return notes
 
     def _target(self, idx: int, h: int, w: int) -> dict:
         info = self.images[idx]

@@ -56,6 +56,29 @@ class SampleError(DatasetError):
         return type(self), (self.code, self.field, str(self), self.hint)
 
 
+class SampleNotes:
+    """What a loader noted while loading one sample (``sample_findings``), kept for the sample loaded last in
+    this process only: the validator asks right after loading it, in the same worker, so memory stays bounded
+    however large the dataset; an older sample's notes are made again by loading it again."""
+
+    def __init__(self) -> None:
+        self._idx: int | None = None
+        self._items: list[Violation] = []
+
+    def start(self, idx: int) -> None:
+        """Forget the previous sample's notes; sample ``idx`` has none yet."""
+        self._idx, self._items = idx, []
+
+    def add(self, idx: int, item: Violation) -> None:
+        if self._idx != idx:
+            self.start(idx)
+        self._items.append(item)
+
+    def get(self, idx: int) -> list[Violation] | None:
+        """Sample ``idx``'s notes, None when it was not the last sample loaded here."""
+        return list(self._items) if self._idx == idx else None
+
+
 def issue(code: str, index: int | None, field: str | None, message: str, *, instance: int | None = None,
           hint: str | None = None) -> Violation:
     """A loader's finding about one annotation, with the severity the contract's rule table gives it.

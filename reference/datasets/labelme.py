@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import DatasetError, boxes_from_masks, far_outside, issue, max_image_pixels, safe_join
+from .common import DatasetError, SampleNotes, boxes_from_masks, far_outside, issue, max_image_pixels, safe_join
 from .images import ImageHeaderInfo, choose_frame, read_header, read_rgb, stored_frame_note
 
 from .listing import files_with_suffix, skipped_finding
@@ -244,7 +244,7 @@ class LabelMeDataset(Dataset):
         self.classes = ["background", *names]
         self.class_to_idx = {"background": 0, **{n: i + 1 for i, n in enumerate(names)}}
         self.load_violations: list[Violation] = []
-        self._notes: dict[int, list[Violation]] = {}
+        self._notes = SampleNotes()
         self.ignored_regions = 0
         # a label's spelling key -> its class; each label as written (object classes only) -> the files using it
         self._class_of = {name_key(n, self.merge_similar_names): n for n in names}
@@ -440,18 +440,21 @@ class LabelMeDataset(Dataset):
         apply = choose_frame(e.declared, info, name=f"{e.json_path.name} (imageHeight, imageWidth) over {name}",
                              field="imageHeight")
         note = stored_frame_note(info, apply, name)
+        self._notes.start(idx)
         if note:
-            self._notes[idx] = [issue("EXIF_STORED_FRAME", idx, "image", note)]
+            self._notes.add(idx, issue("EXIF_STORED_FRAME", idx, "image", note))
         return info, apply, source
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` reads differently from labelme (the validator reports these)."""
-        if idx not in self._notes:
+        notes = self._notes.get(idx)
+        if notes is None:
             try:
                 self._frame(idx)
             except DatasetError:  # the sample's own load reports it
                 return []
-        return list(self._notes.get(idx, []))
+            notes = self._notes.get(idx) or []
+        return notes
 
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
         info, apply, _ = self._frame(idx)

@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from ..contract import ImageHeader, Violation
-from .common import DatasetError, box_area, boxes_from_masks, instance_ids, issue, read_label_map
+from .common import DatasetError, SampleNotes, box_area, boxes_from_masks, instance_ids, issue, read_label_map
 from .images import read_header, read_rgb, stored_frame_note
 
 from .listing import skipped_finding, split_system_files
@@ -67,18 +67,20 @@ class PennFudanDataset(Dataset):
         found = skipped_finding(self.root, skipped)
         # what reading the folder found (FILE_SKIPPED: the system files left out); the validator reports it
         self.load_violations: list = [found] if found is not None else []
-        self._notes: dict[int, list[Violation]] = {}
+        self._notes = SampleNotes()
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` left out or read in another frame (the validator reports these); from the
         load in this process, or from reading the sample's files again."""
-        if idx not in self._notes:
+        notes = self._notes.get(idx)
+        if notes is None:
             try:
                 mask_size, _ = self.load_target(idx)
                 self._apply_orientation(idx, mask_size)
             except (DatasetError, IndexError):  # the sample's own load reports it
                 return []
-        return list(self._notes.get(idx, []))
+            notes = self._notes.get(idx) or []
+        return notes
 
     def _apply_orientation(self, idx: int, mask_size: tuple[int, int]) -> bool:
         """Whether to turn image ``idx`` upright: its mask's size says which frame it was drawn in."""
@@ -88,7 +90,7 @@ class PennFudanDataset(Dataset):
         if mask_size == info.stored:
             note = stored_frame_note(info, False, str(self.images[idx]))
             if note:
-                self._notes.setdefault(idx, []).append(issue("EXIF_STORED_FRAME", idx, "image", note))
+                self._notes.add(idx, issue("EXIF_STORED_FRAME", idx, "image", note))
             return False
         turned = (f" upright (stored {info.stored}, EXIF orientation {info.orientation})"
                   if info.orientation != 1 else "")
@@ -108,11 +110,11 @@ class PennFudanDataset(Dataset):
         """The annotations of sample ``idx`` and the image size, decoding only the mask file."""
         ids = read_label_map(self.masks[idx])
         obj_ids = instance_ids(ids)
-        self._notes[idx] = []
+        self._notes.start(idx)
         edges = edge_only_ids(ids, obj_ids)
         if len(edges):
             values = edges.tolist()
-            self._notes[idx].append(issue(
+            self._notes.add(idx, issue(
                 "ANNOTATION_DROPPED", idx, "masks",
                 f"{self.masks[idx]}: {len(values)} of its {len(obj_ids)} values ({_listed(values)}) occur only on "
                 "the edges of other regions, never inside a region of their own: the mask is anti-aliased, resized "
