@@ -154,6 +154,8 @@ class TimedSamples:
     Other attributes (``get_height_and_width``, ``classes``, ...) are the dataset's.
     """
 
+    sample_summary = None  # every sample is loaded, under the timeout; the loader's quick summary is not used
+
     def __init__(self, dataset: Any, timeout: float, count: int):
         self.dataset, self.timeout, self.count = dataset, timeout, count
         self.timed_out: list[int] = []

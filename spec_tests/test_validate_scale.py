@@ -70,6 +70,54 @@ def test_headers_only_gives_the_decoding_report_on_each_tool_export(export, monk
     assert report["summary"]["samples"] >= 1
 
 
+def _full_way(dataset):
+    """The same dataset with no ``sample_summary``: every sample built and checked in full (a local class: the
+    callers skip the pickling check)."""
+    class FullWay(type(dataset)):
+        sample_summary = None
+
+    dataset.__class__ = FullWay
+    return dataset
+
+
+QUICK_CASES = ["clean", *(c.name for c in table.CASES)]
+
+
+@pytest.mark.parametrize("headers_only", [False, True], ids=["decoding", "headers"])
+@pytest.mark.parametrize("case", QUICK_CASES)
+def test_the_quick_check_gives_the_full_checks_report_on_each_damaged_coco_folder(damaged, case, headers_only):
+    quick = validate_dataset(open_dataset(damaged[case]), headers_only=headers_only, check_pickle=False).to_dict()
+    full = validate_dataset(_full_way(open_dataset(damaged[case])), headers_only=headers_only,
+                            check_pickle=False).to_dict()
+    assert quick == full
+
+
+@pytest.mark.parametrize("export", ["labelme2coco", "cvat", "roboflow/train"])
+def test_the_quick_check_gives_the_full_checks_report_on_each_coco_tool_export(export):
+    quick = validate_dataset(open_dataset(FIXTURES / "exports" / export), num_classes=3, check_pickle=False)
+    full = validate_dataset(_full_way(open_dataset(FIXTURES / "exports" / export)), num_classes=3,
+                            check_pickle=False)
+    assert quick.to_dict() == full.to_dict()
+
+
+def test_the_quick_check_proves_clean_samples_and_leaves_damaged_ones_to_the_full_check(damaged, monkeypatch):
+    from reference.contract import traversal
+
+    built = []
+    real = traversal.check_sample
+    monkeypatch.setattr(traversal, "check_sample", lambda *a, **k: built.append(1) or real(*a, **k))
+    validate_dataset(open_dataset(damaged["clean"]))
+    assert built == []  # every clean sample went the quick way
+    validate_dataset(open_dataset(damaged["area-x4"]))
+    assert len(built) == 1  # the one sample whose area is 4 times its mask's went the full way
+
+
+def test_the_quick_check_in_two_workers_gives_the_same_report(damaged):
+    for case in ("clean", "area-x4", "box-out-of-bounds"):
+        one = validate_dataset(open_dataset(damaged[case])).to_dict()
+        assert validate_dataset(open_dataset(damaged[case]), workers=2).to_dict() == one
+
+
 @pytest.mark.parametrize("flavour", ["v2", "legacy"])
 def test_headers_only_gives_the_decoding_report_on_pennfudan(tmp_path, flavour, monkeypatch):
     root = generate("pennfudan", tmp_path / "pf", 3, seed=0, defect="mask-size")

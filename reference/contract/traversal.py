@@ -1,6 +1,8 @@
-"""The dataset traversal: :func:`validate_dataset` loads every sample (in order, in this process or in
-DataLoader workers, or only the image headers where that gives the same answer), checks it with
-:func:`~reference.contract.checks.check_sample` and adds the rules only the whole dataset can break."""
+"""The dataset traversal: :func:`validate_dataset` checks every sample where it is loaded (in this process, or in
+DataLoader workers, which send back findings rather than images), with
+:func:`~reference.contract.checks.check_sample`, or from the loader's summary where :func:`quick_check` proves
+the full check would find nothing, or from the image headers only where that gives the same answer; then it
+adds the rules only the whole dataset can break. The report is the same whichever way a sample went."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .checks import check_sample, image_id_of, image_size
-from .orientation import EXPLAINED, check_orientation
+import torch
+
+from .checks import ImageHeader, Parsed, check_sample, image_id_of, image_size
 from .dataset_rules import Stats, class_names_of, dataset_checks, image_fingerprint
+from .orientation import EXPLAINED, check_orientation
 from .report import Collector, Report, Violation
 from .rules import RULES
+from .summary import quick_check
 
 log = logging.getLogger(__name__)
 
@@ -80,53 +85,147 @@ def sample_findings(dataset: Any, i: int) -> list[Violation]:
     return list(getter(i)) if callable(getter) else []
 
 
-class _Loaded:
-    """``dataset[i]`` as a worker returns it: the sample or the finding it raised, the fingerprint when asked
-    and the loader's notes on the sample. With ``headers`` the sample is ``dataset.header_sample(i)``, whose
-    image is an :class:`ImageHeader`.
+@dataclass
+class _Checked:
+    """What checking sample ``i`` gave, small enough to send back from a worker: the loader's notes, the
+    finding that stopped it (a raise, or not a pair), else its violations, what the statistics and the id rules
+    need, and the fingerprint when asked."""
 
-    A module-level class, so that DataLoader workers can pickle it; one failing sample does not stop the rest.
+    findings: list[Violation]
+    stop: Violation | None = None
+    parsed: Parsed | None = None
+    items: list[Violation] = field(default_factory=list)
+    image_id: int | None = None
+    id_type: str | None = None
+    fingerprint: tuple[str, int | None] | None = None
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How the samples are checked (the same in every worker)."""
+
+    num_classes: int | None
+    num_keypoints: int | None
+    model_ready: bool
+    fingerprint: bool
+    headers: bool
+    quick: bool  # the loader's sample_summary may stand in for building the sample
+    require_masks: bool | None
+
+
+class _Checker:
+    """Checks samples where they are loaded (this process or a DataLoader worker): ``checker[chunk]`` gives the
+    :class:`_Checked` of each index of a chunk, so a worker sends back findings, not images.
+
+    A module-level class, so that workers can pickle it; one failing sample does not stop the rest.
     """
 
-    def __init__(self, dataset: Any, fingerprint: bool, headers: bool = False):
-        self.dataset, self.fingerprint, self.headers = dataset, fingerprint, headers
+    def __init__(self, dataset: Any, settings: _Settings):
+        self.dataset, self.settings = dataset, settings
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[Any, Violation | None, tuple[str, int | None] | None, list[Violation]]:
+    def __getitem__(self, chunk: list[int]) -> list[_Checked]:
+        return [self.check(i) for i in chunk]
+
+    def _quick(self, i: int) -> _Checked | None:
+        """The sample proved clean from its summary, or None (then it is checked in full)."""
+        st = self.settings
         try:
-            sample = self.dataset.header_sample(i) if self.headers else self.dataset[i]
+            summary = self.dataset.sample_summary(i, decode=not st.headers)
+        except Exception:  # noqa: BLE001 - the full check reports it as loading it reports it
+            return None
+        parsed = quick_check(summary, num_classes=st.num_classes, num_keypoints=st.num_keypoints,
+                             require_masks=st.require_masks)
+        if parsed is None:
+            return None
+        header = ImageHeader(*summary.size)
+        frame = check_orientation(self.dataset, i, header, {"boxes": torch.from_numpy(summary.boxes)})
+        if frame:  # a finding about the frame: the full check words it with the sample's own values
+            return None
+        return _Checked(sample_findings(self.dataset, i), parsed=parsed,
+                        items=check_size_hint(self.dataset, i, header), image_id=summary.image_id, id_type="int")
+
+    def check(self, i: int) -> _Checked:
+        st = self.settings
+        if st.quick:
+            done = self._quick(i)
+            if done is not None:
+                return done
+        try:
+            sample = self.dataset.header_sample(i) if st.headers else self.dataset[i]
         except Exception as exc:  # noqa: BLE001 - reported as GETITEM_FAILED or the loader's rule
-            return None, sample_failure(i, exc), None, []
+            return _Checked([], stop=sample_failure(i, exc))
+        findings = sample_findings(self.dataset, i)
+        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+            return _Checked(findings, stop=Violation.of("TARGET_TYPE", i, None, None, f"dataset[{i}] returned a "
+                                                        f"{type(sample).__name__}, expected a pair (image, target)"))
+        image, target = sample
         fp = None
-        if self.fingerprint and isinstance(sample, (tuple, list)) and len(sample) == 2:
+        if st.fingerprint:
             try:
-                fp = image_fingerprint(sample[0])
+                fp = image_fingerprint(image)
             except ImportError:  # a missing dependency is not a finding about the image
                 raise
             except Exception:  # noqa: BLE001 - an image the contract rejects has no fingerprint
                 fp = None
-        return sample, None, fp, sample_findings(self.dataset, i)
+        require = st.require_masks
+        if require is None and isinstance(target, Mapping):
+            require = "masks" in target
+        c = Collector(i, st.model_ready)
+        parsed = check_sample(image, target, c, st.num_classes, st.num_keypoints, require)
+        frame = check_orientation(self.dataset, i, image, target)
+        items = ([v for v in c.items if v.code not in EXPLAINED]
+                 if any(v.code == "EXIF_FRAME_MISMATCH" for v in frame) else c.items)
+        iid = image_id_of(target)
+        id_type = type(target["image_id"]).__name__ if iid is not None else None
+        return _Checked(findings, parsed=parsed, items=frame + items + check_size_hint(dataset=self.dataset, i=i,
+                                                                                        image=image),
+                        image_id=iid, id_type=id_type, fingerprint=fp)
 
 
 def _as_is(item: Any) -> Any:
     return item
 
 
-def _load_all(dataset: Any, count: int, workers: int, fingerprint: bool, headers: bool = False):
-    """Yields ``(i, (sample, error, fingerprint, findings))`` for i in 0..count-1, in order; with ``workers`` > 0 the
-    samples load in DataLoader worker processes."""
-    loaded = _Loaded(dataset, fingerprint, headers)
+# Samples a worker checks per request: enough to make the round trip to the worker small beside the work.
+CHUNK = 16
+
+
+def _check_all(checker: _Checker, count: int, workers: int):
+    """Yields ``(i, _Checked)`` for i in 0..count-1, in order; with ``workers`` > 0 in DataLoader workers, a
+    chunk of :data:`CHUNK` consecutive samples per request."""
     if workers <= 0:
         for i in range(count):
-            yield i, loaded[i]
+            yield i, checker.check(i)
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(loaded, batch_size=None, sampler=list(range(count)), num_workers=workers,
-                        collate_fn=_as_is)
-    yield from enumerate(loader)
+    chunks = [list(range(s, min(s + CHUNK, count))) for s in range(0, count, CHUNK)]
+    loader = DataLoader(checker, batch_size=None, sampler=chunks, num_workers=workers, collate_fn=_as_is)
+    i = 0
+    for results in loader:
+        for done in results:
+            yield i, done
+            i += 1
+
+
+def _first_masks(dataset: Any, count: int, headers: bool) -> bool | None:
+    """Whether the first sample that loads as a pair with a dict target has masks (the MISSING_KEY rule asks
+    every sample for masks when it does); None when none does. Loaded here once, so that every worker applies
+    the rule alike; a loader with ``sample_summary`` says it in ``has_masks``."""
+    has_masks = getattr(dataset, "has_masks", None)
+    if isinstance(has_masks, bool) and callable(getattr(dataset, "sample_summary", None)):
+        return has_masks
+    for i in range(count):
+        try:
+            sample = dataset.header_sample(i) if headers else dataset[i]
+        except Exception:  # noqa: BLE001 - reported when it is checked
+            continue
+        if isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], Mapping):
+            return "masks" in sample[1]
+    return None
 
 
 def _ticker(progress: Any) -> Callable[[], None]:
@@ -146,11 +245,10 @@ class _ImageIds:
     seen: dict[int, int] = field(default_factory=dict)
     flavours: dict[str, int] = field(default_factory=dict)
 
-    def add(self, i: int, target: Any) -> list[Violation]:
-        iid = image_id_of(target)
+    def add(self, i: int, iid: int | None, id_type: str | None) -> list[Violation]:
         if iid is None:
             return []
-        self.flavours.setdefault(type(target["image_id"]).__name__, i)
+        self.flavours.setdefault(id_type or "int", i)
         if iid in self.seen:
             return [Violation.of("IMAGE_ID_DUPLICATE", i, "image_id", None,
                                  f"image_id {iid} already used by sample {self.seen[iid]}",
@@ -200,7 +298,6 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
     total = len(dataset)
     count = total if max_samples is None else min(total, max_samples)
     report, stats, ids, tick = Report(), Stats(), _ImageIds(), _ticker(progress)
-    masks_seen: bool | None = None
     names = class_names_of(dataset)
     headers = _use_headers(dataset, headers_only, model_ready, fingerprint)
     report.violations += list(getattr(dataset, "load_violations", []) or [])
@@ -209,28 +306,22 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
                                               "check the folder and its layout"))
     if check_pickle:
         report.violations += check_picklable(dataset)
-    for i, (sample, error, fp, findings) in _load_all(dataset, count, workers, fingerprint, headers):
+    quick = (callable(getattr(dataset, "sample_summary", None)) and getattr(dataset, "transforms", None) is None
+             and not model_ready and not fingerprint)
+    settings = _Settings(num_classes, num_keypoints, model_ready, fingerprint, headers, quick,
+                         _first_masks(dataset, count, headers) if count else None)
+    for i, done in _check_all(_Checker(dataset, settings), count, workers):
         tick()
         report.samples += 1
-        report.violations += findings
-        if error is not None:
-            report.violations.append(error)
+        report.violations += done.findings
+        if done.stop is not None:
+            report.violations.append(done.stop)
             continue
-        if not isinstance(sample, (tuple, list)) or len(sample) != 2:
-            report.violations.append(Violation.of("TARGET_TYPE", i, None, None, f"dataset[{i}] returned a "
-                                                  f"{type(sample).__name__}, expected a pair (image, target)"))
-            continue
-        if fp is not None:
-            report.fingerprints.append((i, fp[0], fp[1]))
-        image, target = sample
-        if masks_seen is None and isinstance(target, Mapping):
-            masks_seen = "masks" in target
-        c = Collector(i, model_ready)
-        stats.add(i, check_sample(image, target, c, num_classes, num_keypoints, masks_seen))
-        frame = check_orientation(dataset, i, image, target)
-        items = ([v for v in c.items if v.code not in EXPLAINED]
-                 if any(v.code == "EXIF_FRAME_MISMATCH" for v in frame) else c.items)
-        report.violations += frame + items + check_size_hint(dataset, i, image) + ids.add(i, target)
+        if done.fingerprint is not None:
+            report.fingerprints.append((i, done.fingerprint[0], done.fingerprint[1]))
+        assert done.parsed is not None
+        stats.add(i, done.parsed)
+        report.violations += done.items + ids.add(i, done.image_id, done.id_type)
     report.violations += ids.mixed()
     if dataset_rules:
         report.violations += dataset_checks(stats, names, complete=report.samples >= total)

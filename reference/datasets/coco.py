@@ -59,8 +59,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from .common import DatasetError, SampleNotes, far_outside, issue, max_image_pixels, safe_join
-from .images import choose_frame, read_header, read_rgb, stored_frame_note
+from ..contract.summary import SampleSummary
+from .common import DatasetError, SafeRoot, SampleNotes, far_outside, issue, max_image_pixels
+from .images import choose_frame, decode_size, read_header, read_rgb, stored_frame_note
 
 from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
 
@@ -110,12 +111,28 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+_NUMBER_TYPES = {int, float}
+
+
+def _all_numbers(values: list) -> bool:
+    """Whether every value is a finite int or float (not a bool): one pass over the types and a finite sum for
+    the usual case (a finite sum has no inf or NaN term), value by value otherwise."""
+    try:
+        if {type(v) for v in values} <= _NUMBER_TYPES and math.isfinite(sum(values)):
+            return True
+    except (OverflowError, TypeError):
+        pass
+    return all(_is_number(v) for v in values)
+
+
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def foreign_base_name(file_name: str) -> str | None:
     """The base name of a ``file_name`` that is a path on another machine: absolute (``/data/upload/3/x.jpg``,
     ``C:\\x.jpg``, ``\\\\server\\x.jpg``) or a URL; None for a relative path."""
+    if "\\" not in file_name and ":" not in file_name and not file_name.startswith("/"):
+        return None  # the usual relative name, told apart without parsing it
     if _URL.match(file_name):
         return urllib.parse.unquote(PureWindowsPath(urllib.parse.urlparse(file_name).path).name)
     path = PureWindowsPath(file_name)  # "/" and "\\" both separate here
@@ -366,7 +383,9 @@ class CocoInstancesDataset(Dataset):
         kept one's). A relative path that leaves the root raises :class:`DatasetError`."""
         self._left_out: dict[int, str] = {}  # image id -> why its record is not used
         kept: list[dict] = []
-        first_of: dict[Path, dict] = {}
+        self._paths: list[str] = []  # the checked path of each kept image's file
+        root = SafeRoot(self.images_dir)
+        first_of: dict[str, dict] = {}
         shared: list[tuple[dict, dict]] = []
         for im in self.images:  # by increasing id
             name = im["file_name"]
@@ -387,10 +406,11 @@ class CocoInstancesDataset(Dataset):
                          "silence this"))
             if local != name:
                 im = {**im, "file_name": local}
-            path = safe_join(self.images_dir, local, what=f"{self.annotation_json} image {im['id']} file_name")
+            path = str(root.join(local, what=f"{self.annotation_json} image {im['id']} file_name"))
             first = first_of.setdefault(path, im)
             if first is im:
                 kept.append(im)
+                self._paths.append(path)
             elif (im["height"], im["width"]) == (first["height"], first["width"]):
                 shared.append((first, im))
             else:
@@ -468,7 +488,7 @@ class CocoInstancesDataset(Dataset):
                                                  "add it to the class list (--classes) or fix the category"))
             return None
         bbox = ann["bbox"]
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        if not isinstance(bbox, list) or len(bbox) != 4 or not _all_numbers(bbox):
             self._report("ANNOTATION_INVALID", ann, index, "bbox", f"bbox {bbox!r} is not 4 finite numbers "
                          "[x, y, width, height]; it is left out")
             return None
@@ -522,7 +542,7 @@ class CocoInstancesDataset(Dataset):
         if raw is None or raw == []:
             return zeros
         k = cat["_k"]
-        if not isinstance(raw, list) or not all(_is_number(v) for v in raw):
+        if not isinstance(raw, list) or not _all_numbers(raw):
             problem = "are not a list of finite numbers [x1, y1, v1, ...]"
         elif len(raw) != 3 * k:
             problem = (f"are {len(raw)} numbers; category {cid} {cat['name']!r} declares {k} keypoints, so "
@@ -559,7 +579,7 @@ class CocoInstancesDataset(Dataset):
             return False
         parts = []
         for j, part in enumerate(segm):
-            if not isinstance(part, list) or not all(_is_number(v) for v in part):
+            if not isinstance(part, list) or not _all_numbers(part):
                 self._report("ANNOTATION_INVALID", ann, index, "segmentation", f"polygon {j} is not a list of "
                              "finite numbers; it is left out")
                 return False
@@ -636,7 +656,7 @@ class CocoInstancesDataset(Dataset):
 
     def _image_path(self, idx: int) -> Path:
         info = self.images[idx]
-        path = safe_join(self.images_dir, info["file_name"], what=f"image {info['id']}")
+        path = Path(self._paths[idx])
         if not path.is_file():
             raise DatasetError(f"{self._name} image {info['id']}: {info['file_name']} is not under the image root "
                                f"{self.images_dir} (give the image folder with --images DIR)")
@@ -686,6 +706,56 @@ class CocoInstancesDataset(Dataset):
             target["masks"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks
                                               else torch.zeros((0, h, w), dtype=torch.uint8))
         return target
+
+    def sample_summary(self, idx: int, *, decode: bool) -> SampleSummary:
+        """Sample ``idx``'s target as arrays, its masks described by pycocotools' RLE area and box (no mask
+        decoded), for the validator's quick check; with ``decode`` the image is decoded as ``self[idx]`` decodes
+        it (its pixels then dropped), else only its header is read. Raises where ``self[idx]`` would."""
+        if self.transforms is not None:
+            raise ValueError("sample_summary describes untransformed samples; this dataset has transforms")
+        path = self._image_path(idx)
+        apply = self._apply_orientation(idx, path)
+        h, w = self.get_height_and_width(idx)
+        if decode and decode_size(path, apply_orientation=apply) != (h, w):
+            raise DatasetError(f"{path}: the image's size differs from height/width in {self._name} {(h, w)}")
+        anns = self.annotations[idx]
+        boxes = np.array([[float(v) for v in a["bbox"]] for a in anns], dtype=np.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        mask_area = mask_box = keypoints = None
+        if self.has_masks:
+            mask_area, mask_box = self._mask_extents(anns, h, w)
+        if self.num_keypoints:
+            keypoints = np.array([a["_kpts"] for a in anns], dtype=np.float32).reshape(-1, self.num_keypoints, 3)
+        return SampleSummary(
+            size=(h, w), image_id=int(self.images[idx]["id"]), boxes=boxes,
+            labels=np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
+            area=np.array([float(a["area"]) for a in anns], dtype=np.float32),
+            iscrowd=np.array([int(a["iscrowd"]) for a in anns], dtype=np.int64),
+            mask_area=mask_area, mask_box=mask_box, keypoints=keypoints)
+
+    def _mask_extents(self, anns: list[dict], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel count and exclusive box of each annotation's mask as :meth:`_mask` draws it, from its RLE."""
+        area = np.zeros(len(anns), dtype=np.int64)
+        box = np.zeros((len(anns), 4), dtype=np.float64)
+        for k, a in enumerate(anns):
+            segm = a["_segm"]
+            if segm is None:  # a box-only annotation: its mask is the box's pixels (see _mask)
+                x, y, bw, bh = a["bbox"]
+                ys, ye = max(int(math.floor(y)), 0), min(max(int(math.ceil(y + bh)), 0), h)
+                xs, xe = max(int(math.floor(x)), 0), min(max(int(math.ceil(x + bw)), 0), w)
+                area[k] = max(ye - ys, 0) * max(xe - xs, 0)
+                box[k] = (xs, ys, xe, ye)
+                continue
+            if isinstance(segm, list):
+                rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+            elif isinstance(segm.get("counts"), list):
+                rle = mask_utils.frPyObjects(segm, h, w)
+            else:
+                rle = segm
+            area[k] = int(mask_utils.area(rle))
+            x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+            box[k] = (x, y, x + bw, y + bh)
+        return area, box
 
     def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
         """``self[idx]`` without decoding the image (the validator's fast path): the size from the file header
