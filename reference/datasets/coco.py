@@ -511,7 +511,8 @@ class CocoInstancesDataset(Dataset):
         segm = self._segmentation(ann, index, info["height"], info["width"])
         if segm is False:
             return None
-        out = {**ann, "_segm": segm}
+        out = ann  # kept as read, with the normalised segmentation beside it (no copy: a million of them)
+        out["_segm"] = segm
         if "iscrowd" not in ann:
             out["iscrowd"] = 0
             self._report("ANNOTATION_REPAIRED", ann, index, "iscrowd", "has no 'iscrowd'; taken as 0")
