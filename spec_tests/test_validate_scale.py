@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reference.cli import main
 from reference.contract import headers_only_refusal, validate_dataset
@@ -221,3 +223,80 @@ def test_the_scale_folder_is_the_same_bytes_for_the_same_seed_and_loads_with_mas
     dataset = open_dataset(a)
     assert dataset.has_masks and len(dataset) == 3
     assert validate_dataset(dataset).ok
+
+
+# One defect at a time, at and around each threshold the quick check mirrors: the image's edges (with
+# BOUNDS_EPS_PX), tiny and zero sizes, areas against the box and mask areas (AREA_REL_TOLERANCE + 1), masks off
+# their box by about MASK_BOX_TOLERANCE_PX, empty masks, iscrowd values, labels past the head; the rest of the
+# annotation clean, so that the defect alone decides which way the sample goes.
+_NEAR = st.sampled_from([0.0, 0.0005, 0.002, 0.5, 1.0, 1.9, 2.1, 3.0])
+
+
+@st.composite
+def _annotation(draw, w: int, h: int) -> dict:
+    x, y, bw, bh = 4.0, 3.0, 12.0, 9.0
+    area_scale, shift, segm_kind, iscrowd, category = 1.0, 0.0, "polygon", 0, 1
+    defect = draw(st.sampled_from(["none", "none", "none", "left", "top", "right", "bottom", "tiny", "area",
+                                   "shift", "empty", "no-segmentation", "rle-empty", "iscrowd", "category"]))
+    near = draw(_NEAR)
+    if defect == "left":
+        x = -near
+    elif defect == "top":
+        y = -near
+    elif defect == "right":
+        x, bw = w - bw + near, bw
+    elif defect == "bottom":
+        y, bh = h - bh + near, bh
+    elif defect == "tiny":
+        bw = draw(st.sampled_from([1e-7, 1e-3, 0.5]))
+        segm_kind = draw(st.sampled_from(["polygon", "none"]))
+    elif defect == "area":
+        area_scale = draw(st.sampled_from([0.95, 0.94, 1.05, 1.06, 0.5, 4.0, 0.0, -1.0]))
+    elif defect == "shift":
+        shift = near * draw(st.sampled_from([1, -1]))
+    elif defect == "empty":
+        segm_kind = "point"
+    elif defect == "no-segmentation":  # a box-only annotation, its area against its box alone
+        segm_kind = "none"
+        area_scale = draw(st.sampled_from([1.0, 0.95, 0.94, 1.05, 1.06, 4.0]))
+    elif defect == "rle-empty":
+        segm_kind = "rle"
+    elif defect == "iscrowd":
+        iscrowd = draw(st.sampled_from([1, 2]))
+    elif defect == "category":
+        category = 2
+    if segm_kind == "polygon":  # the box, shifted
+        segm = [[x + shift, y, x + bw + shift, y, x + bw + shift, y + bh, x + shift, y + bh]]
+    elif segm_kind == "point":  # a polygon with no area: an empty mask
+        segm = [[x, y, x, y, x, y]]
+    elif segm_kind == "rle":
+        segm = {"size": [h, w], "counts": [h * w]}  # all background
+    else:
+        segm = None
+    ann = {"bbox": [x, y, bw, bh], "area": bw * bh * area_scale, "iscrowd": iscrowd, "category_id": category}
+    if segm is not None:
+        ann["segmentation"] = segm
+    return ann
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_quick_check_agrees_with_the_full_check_at_every_threshold(damaged, tmp_path_factory, data):
+    src = damaged["clean"]
+    doc = json.loads(next((src / "annotations").glob("*.json")).read_text())
+    image = doc["images"][0]
+    anns = data.draw(st.lists(_annotation(image["width"], image["height"]), min_size=1, max_size=2))
+    for k, a in enumerate(anns):
+        a.update(id=k + 1, image_id=image["id"])
+    root = tmp_path_factory.mktemp("quick")
+    (root / "annotations").mkdir()
+    (root / "images").symlink_to(src / "images")
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {**doc, "images": [image], "annotations": anns}))
+    num_classes = data.draw(st.sampled_from([None, 2, 3]))
+    for headers_only in (False, True):
+        quick = validate_dataset(open_dataset(root), headers_only=headers_only, num_classes=num_classes,
+                                 check_pickle=False).to_dict()
+        full = validate_dataset(_full_way(open_dataset(root)), headers_only=headers_only, num_classes=num_classes,
+                                check_pickle=False).to_dict()
+        assert quick == full
