@@ -122,6 +122,7 @@ class _Checker:
 
     def __init__(self, dataset: Any, settings: _Settings):
         self.dataset, self.settings = dataset, settings
+        self.masks_seen: bool | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -170,9 +171,9 @@ class _Checker:
                 raise
             except Exception:  # noqa: BLE001 - an image the contract rejects has no fingerprint
                 fp = None
-        require = st.require_masks
+        require = st.require_masks if st.require_masks is not None else self.masks_seen
         if require is None and isinstance(target, Mapping):
-            require = "masks" in target
+            require = self.masks_seen = "masks" in target  # in order, in this process: the first target decides
         c = Collector(i, st.model_ready)
         parsed = check_sample(image, target, c, st.num_classes, st.num_keypoints, require)
         frame = check_orientation(self.dataset, i, image, target)
@@ -213,8 +214,9 @@ def _check_all(checker: _Checker, count: int, workers: int):
 
 def _first_masks(dataset: Any, count: int, headers: bool) -> bool | None:
     """Whether the first sample that loads as a pair with a dict target has masks (the MISSING_KEY rule asks
-    every sample for masks when it does); None when none does. Loaded here once, so that every worker applies
-    the rule alike; a loader with ``sample_summary`` says it in ``has_masks``."""
+    every later sample for masks when it does); None when none does. Loaded here once when samples are checked
+    in workers, so that every worker applies the rule alike (in this process the checker notes it as it goes);
+    a loader with ``sample_summary`` says it in ``has_masks``."""
     has_masks = getattr(dataset, "has_masks", None)
     if isinstance(has_masks, bool) and callable(getattr(dataset, "sample_summary", None)):
         return has_masks
@@ -309,7 +311,7 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
     quick = (callable(getattr(dataset, "sample_summary", None)) and getattr(dataset, "transforms", None) is None
              and not model_ready and not fingerprint)
     settings = _Settings(num_classes, num_keypoints, model_ready, fingerprint, headers, quick,
-                         _first_masks(dataset, count, headers) if count else None)
+                         _first_masks(dataset, count, headers) if count and (workers > 0 or quick) else None)
     for i, done in _check_all(_Checker(dataset, settings), count, workers):
         tick()
         report.samples += 1
