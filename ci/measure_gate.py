@@ -10,7 +10,7 @@ How the row is made from the seeds, per metric:
   0.001), but at least the largest distance of any seed from the mean; for AP rows at most ``AP_TOLERANCE_CAP``
   (0.02 AP: detectron2's training-run gate uses 0.016 bbox / 0.0125 segm). A capped row is narrower than the
   seeds' spread: a run that follows another trajectory (another CPU's float kernels, another thread count) can
-  fail it without any regression, and the README says how often. The gate's own run uses seed 0.
+  fail it without any regression, and docs/training.md says how often. The gate's own run uses seed 0.
 - ``train loss`` is the last epoch's mean total training loss as the references log it: it sees what the AP rows
   can miss (a lost augmentation, a loss weight), with the same tolerance rule.
 

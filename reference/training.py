@@ -4,7 +4,7 @@
 - ``mills`` (seed 002): AdamW lr 5e-4, OneCycleLR stepped per iteration, mixed precision, a
   best-validation-loss checkpoint plus a JSON of training metadata.
 - ``ci``: the tutorial's recipe shortened for the demo and the accuracy gate: the pretrained stand-in
-  fine-tuned on the bundled data in about a minute on 2 CPU cores (see README).
+  fine-tuned on the bundled data in about a minute on 2 CPU cores (see docs/training.md).
 
 Checkpoints hold model, optimizer, schedulers, scaler, epoch and RNG states and are written atomically.
 Each epoch's shuffling comes from a generator seeded by ``(seed, epoch)`` and the global RNG state is saved

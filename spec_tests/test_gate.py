@@ -52,7 +52,7 @@ def test_every_tox_torch_line_has_measured_rows():
             rule = gate.tolerance_from(values, center=expected)
             capped = " AP" in metric and rule > AP_TOLERANCE_CAP
             assert tolerance == (AP_TOLERANCE_CAP if capped else rule), (line, metric)
-            if not capped:  # a capped row is narrower than its seeds: the README says so and how often it bites
+            if not capped:  # a capped row is narrower than its seeds: docs/training.md says so and how often it bites
                 assert all(abs(v - expected) <= tolerance for v in values), (line, metric)
             assert abs(values[measured["seeds"].index(0)] - expected) <= tolerance, (line, metric)  # the gate's seed
 

@@ -223,7 +223,7 @@ def test_tutorial_batch_size_is_2():
                                                                            "num_epochs = 2"))
 def test_tutorial_trains_10_epochs_as_the_older_tutorial():
     """The translations (000, 003) train 10 epochs, the newer tutorial (001) 2: the recipe follows 000/003,
-    the run whose headline numbers (bbox AP 0.799, segm AP 0.761 after 10 epochs) the README cites."""
+    the run whose headline numbers (bbox AP 0.799, segm AP 0.761 after 10 epochs) docs/training.md cites."""
     assert TUTORIAL.epochs == 10
 
 

@@ -168,7 +168,7 @@ def compare(actual: dict[str, Any], expected: dict[str, Any], rtol: float = RTOL
 TRAINED_NAME = "small_maskrcnn_ci"
 # Each tolerance sits above the drift measured across torch 2.1.2 / 2.5.1 / 2.14.1, threads and memory formats
 # (``python -m reference.testing.golden --drift`` in each tox env: none at the stored precision) and below the
-# smallest effect of the regressions it exists to see (``python ci/regressions.py --golden-drift``); README,
+# smallest effect of the regressions it exists to see (``python ci/regressions.py --golden-drift``); docs/testing.md,
 # "Golden outputs", has both tables.
 TRAINED_TOLERANCES = Tolerances(match_iou=0.5, box_atol=0.02, score_atol=2e-4, mask_iou_min=0.99, ap_atol=0.0)
 LOSS_RTOL = 1e-4
