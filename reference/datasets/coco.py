@@ -61,7 +61,7 @@ from torchvision import tv_tensors
 from ..contract import ImageHeader, Violation
 from ..contract.summary import SampleSummary
 from .common import DatasetError, SafeRoot, SampleNotes, far_outside, issue, max_image_pixels
-from .images import choose_frame, decode_size, read_header, read_rgb, stored_frame_note
+from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
 
 from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
 
@@ -663,10 +663,11 @@ class CocoInstancesDataset(Dataset):
                                f"{self.images_dir} (give the image folder with --images DIR)")
         return path
 
-    def _apply_orientation(self, idx: int, path: Path) -> bool:
+    def _apply_orientation(self, idx: int, path: Path, info: ImageHeaderInfo | None = None) -> bool:
         """Whether to turn image ``idx`` upright: the record's height and width say which frame its annotations
-        are in (:func:`~reference.datasets.images.choose_frame`); DECLARED_SIZE_MISMATCH when neither."""
-        info = read_header(path)
+        are in (:func:`~reference.datasets.images.choose_frame`); DECLARED_SIZE_MISMATCH when neither.
+        ``info``: the file's header when already read."""
+        info = info if info is not None else read_header(path)
         apply = choose_frame(self.get_height_and_width(idx), info, field="height",
                              name=f"{self._name} image {self.images[idx]['id']} (height, width) over {path}",
                              upright_when_undecided=self.upright_when_undecided)
@@ -715,9 +716,10 @@ class CocoInstancesDataset(Dataset):
         if self.transforms is not None:
             raise ValueError("sample_summary describes untransformed samples; this dataset has transforms")
         path = self._image_path(idx)
-        apply = self._apply_orientation(idx, path)
+        decoded = decode_header(path) if decode else None  # one opening reads the header and decodes
+        apply = self._apply_orientation(idx, path, decoded)
         h, w = self.get_height_and_width(idx)
-        if decode and decode_size(path, apply_orientation=apply) != (h, w):
+        if decoded is not None and decoded.size(apply) != (h, w):
             raise DatasetError(f"{path}: the image's size differs from height/width in {self._name} {(h, w)}")
         anns = self.annotations[idx]
         boxes = np.array([[float(v) for v in a["bbox"]] for a in anns], dtype=np.float32).reshape(-1, 4)

@@ -160,23 +160,22 @@ def read_rgb(source: Source, *, apply_orientation: bool = True, what: str | None
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
-def decode_size(source: Source, *, apply_orientation: bool = True, what: str | None = None) -> tuple[int, int]:
-    """Decode every pixel of an image file, as :func:`read_rgb` does, without building the tensor: its (height,
-    width) in the frame asked for; the same DatasetError as :func:`read_rgb` for what it cannot read. For the
-    validator, which needs to know the file decodes, not its pixels."""
+def decode_header(source: Source, *, what: str | None = None) -> ImageHeaderInfo:
+    """What :func:`read_header` gives, from one opening that also decodes every pixel as :func:`read_rgb`
+    does, without building the tensor; the same DatasetError as :func:`read_rgb` for what it cannot read. For
+    the validator, which must know the file decodes but needs none of its pixels."""
     name = _name(source, what)
     try:
         with _open(source) as im:
-            orientation = orientation_of(im)
+            orientation = orientation_of(im)  # before decoding: what the header says, as read_header reads it
             im.load()
             if im.mode in SIXTEEN_BIT_MODES or im.mode in ("I", "F"):
                 _rgb_array(im, name)  # the modes whose reading can fail on their values
-            h, w = im.height, im.width
+            return ImageHeaderInfo((im.height, im.width), orientation)
     except DatasetError:
         raise
     except Exception as exc:  # noqa: BLE001 - name the file whatever the decoder said
         raise DatasetError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    return (w, h) if apply_orientation and orientation >= 5 else (h, w)
 
 
 def _wh(size: tuple[int, int]) -> str:
