@@ -23,7 +23,7 @@ from pathlib import Path
 
 HIGHER_IS_BETTER = {"speedup_over_references", "speedup_same_loader", "throughput_ratio"}
 LOWER_IS_BETTER = {"validate_over_iterate", "validate_over_iterate_160x128_fixture", "ours_over_tutorial",
-                   "header_over_decode"}
+                   "header_over_decode", "headers_only_over_header_loop", "validate_over_decode_loop"}
 MIN_RELATIVE_TOLERANCE = 0.02
 
 

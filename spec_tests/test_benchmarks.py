@@ -9,17 +9,22 @@ recorded runs. Where two things are compared, both do the same work: same weight
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
 from reference.testing import golden
 from reference.contract import validate_dataset, validate_sample
-from reference.datasets import PennFudanDataset
+from reference.datasets import PennFudanDataset, open_dataset
 from reference.engine import evaluate, train_one_epoch, to_device
 from reference.jobs import TrainOptions, run_train
 from reference.models import build_model
@@ -27,7 +32,7 @@ from reference.testing.synthetic import generate
 from reference.training import collate_fn, get_recipe
 from reference.transforms import evaluation, get_preset, tutorial
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, ROOT
 from .references_way import references_evaluate
 from .tutorial_datasets import TutorialPennFudanV2
 
@@ -240,3 +245,67 @@ def test_help_starts_without_loading_torch(benchmark):
     benchmark.extra_info.update(help_seconds=round(help_s, 3), import_torch_seconds=round(torch_s, 3))
     done = benchmark.pedantic(run, args=("-m", "reference", "--help"), rounds=3, iterations=1)
     assert "usage: tvref" in done.stdout
+
+
+def _ci_script(name: str):
+    """A script of ``ci/`` imported as a module (it puts ``ci/`` on the path for its own imports)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "ci" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scale_coco(tmp_path_factory) -> tuple[Path, list[Path], list[tuple[int, int]]]:
+    """200 generated 640x480 scenes of ``ci/validate_scale.py`` (COCO, polygon masks): the folder, its image
+    files in the annotation file's order and their declared (width, height)."""
+    scale = _ci_script("validate_scale")
+    folder = scale.generate(tmp_path_factory.mktemp("scale200"), 200, seed=0, size=(640, 480))
+    images = json.loads(scale.annotation_file(folder).read_text())["images"]
+    return (folder, [folder / "images" / scale.SUBSET / im["file_name"] for im in images],
+            [(im["width"], im["height"]) for im in images])
+
+
+def _header_sizes(paths: list[Path]) -> list[tuple[int, int]]:
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            out.append(im.size)
+    return out
+
+
+def _decoded_shapes(paths: list[Path]) -> list[tuple[int, ...]]:
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            out.append(np.asarray(im.convert("RGB")).shape)
+    return out
+
+
+def test_validation_of_a_coco_folder_over_plain_loops(benchmark, scale_coco):
+    """Issue 22's bounds, in one process (no workers): ``validate_dataset(headers_only=True)`` over a loop that
+    only reads each file's header (``Image.open(p).size``), and the decoding ``validate_dataset`` over a loop
+    that only decodes each file to RGB, on the same 200 files. Both sides start from an opened dataset and a
+    list of paths; the ratios are reported (lower is better, 1.0 is the bound)."""
+    folder, paths, declared = scale_coco
+    ds = open_dataset(folder)
+    reports = {}
+
+    def fast():
+        reports["headers"] = validate_dataset(ds, headers_only=True, workers=0)
+
+    def full():
+        reports["decoding"] = validate_dataset(ds, workers=0)
+
+    headers = paired_median_ratio(lambda: _header_sizes(paths), fast, rounds=15)
+    decoding = paired_median_ratio(lambda: _decoded_shapes(paths), full, rounds=5)
+    assert _header_sizes(paths) == declared  # both sides saw the same files
+    assert _decoded_shapes(paths) == [(h, w, 3) for w, h in declared]
+    assert reports["headers"].to_dict() == reports["decoding"].to_dict()
+    assert reports["decoding"].samples == len(paths) and reports["decoding"].to_dict()["summary"]["errors"] == 0
+    benchmark.extra_info.update(headers_only_over_header_loop=round(headers, 3),
+                                validate_over_decode_loop=round(decoding, 3), images=len(paths))
+    report = benchmark.pedantic(validate_dataset, args=(ds,), kwargs={"headers_only": True, "workers": 0},
+                                rounds=3, iterations=1)
+    assert report.samples == len(paths)

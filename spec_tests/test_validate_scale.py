@@ -300,3 +300,118 @@ def test_the_quick_check_agrees_with_the_full_check_at_every_threshold(damaged, 
         full = validate_dataset(_full_way(open_dataset(root)), headers_only=headers_only, num_classes=num_classes,
                                 check_pickle=False).to_dict()
         assert quick == full
+
+
+# --- ci/validate_scale.py's baselines, table and large mode (#22) -------------------------------------------------
+
+baselines = _script("scale_baselines")
+
+
+@pytest.fixture(scope="module")
+def small_scale(tmp_path_factory) -> Path:
+    return scale.generate(tmp_path_factory.mktemp("scale"), 20, seed=1, size=(64, 48))
+
+
+def test_the_plain_decode_loop_decodes_every_image_of_the_folder(small_scale):
+    done, seen = scale.run_plain(small_scale, workers=1)  # its own process, one DataLoader worker
+    assert seen == 20 and done.peak_mb > 0
+    paths = baselines.image_paths(scale.annotation_file(small_scale), small_scale / "images" / scale.SUBSET)
+    assert baselines.decode(paths, workers=0) == {"samples": 20, "pixels": 20 * 64 * 48}
+    assert scale.run_plain(small_scale, workers=0, max_samples=1)[1] == 1  # the start-up run
+
+
+def test_pycocotools_load_is_timed_in_its_own_process(small_scale):
+    done, seconds = scale.run_coco(small_scale)
+    doc = json.loads(scale.annotation_file(small_scale).read_text())
+    assert json.loads(done.stdout.splitlines()[-1])["annotations"] == len(doc["annotations"])
+    assert isinstance(seconds, float)
+
+
+def _fake_runs(monkeypatch) -> list[tuple]:
+    """The runners replaced by fixed times (tvref 10 s, the plain loop 8 s, 2 s of start-up each, COCO() 3 s):
+    the table's assembly without starting a process."""
+    calls = []
+
+    def done(seconds: float) -> scale.Done:
+        return scale.Done(seconds, 0, "", "", 50.0)
+
+    def tvref(folder, workers, headers_only, report, max_samples=None):
+        calls.append(("tvref", workers, headers_only, max_samples))
+        report.write_text(json.dumps({"summary": {"errors": 0}}))
+        return done(2.0 if max_samples else (6.0 if headers_only else 10.0) / workers)
+
+    def plain(folder, workers, max_samples=None):
+        calls.append(("plain", workers, max_samples))
+        return done(2.0 if max_samples else 8.0 / workers), max_samples or 20
+
+    monkeypatch.setattr(scale, "run_tvref", tvref)
+    monkeypatch.setattr(scale, "run_plain", plain)
+    monkeypatch.setattr(scale, "run_coco", lambda folder: (calls.append(("coco",)) or done(5.0), 3.0))
+    return calls
+
+
+def test_the_table_has_the_plain_loop_the_coco_load_and_their_speedups(tmp_path, monkeypatch, capsys):
+    calls = _fake_runs(monkeypatch)
+    assert scale.main(["--count", "20", "--size", "64x48", "--out", str(tmp_path), "--skip-datumaro"]) == 0
+    result = json.loads(next(tmp_path.glob("results-*.json")).read_text())
+    rows = {(r["tool"], r["workers"]): r for r in result["runs"]}
+    assert set(rows) == {(t, w) for t in (scale.DECODING, scale.HEADERS, scale.PLAIN) for w in (1, 2)} | {
+        (scale.COCO_ROW, None)}
+    assert rows[(scale.PLAIN, 2)]["startup_seconds"] == 2.0 and rows[(scale.COCO_ROW, None)]["seconds"] == 3.0
+    assert rows[(scale.COCO_ROW, None)]["command_seconds"] == 5.0
+    s = result["speedups"]
+    assert s["decoding path over the plain decode loop, 1 worker(s)"] == pytest.approx(6.0 / 8.0)
+    assert s["decoding path over the plain decode loop, 2 worker(s)"] == pytest.approx(2.0 / 3.0)
+    assert s[f"{scale.PLAIN}: 2 workers over 1"] == pytest.approx(3.0)
+    assert result["meta"]["cpu"] and ("plain", 2, 1) in calls
+    text = capsys.readouterr().out
+    assert f"| {scale.COCO_ROW} | - | 3.00 |" in text and "decoding path over the plain decode loop, 2" in text
+
+
+def test_large_mode_measures_headers_only_and_the_coco_load_only(tmp_path, monkeypatch):
+    calls = _fake_runs(monkeypatch)
+    argv = ["--images", "30", "--instances", "200", "--size", "64x48", "--out", str(tmp_path)]
+    assert scale.main(argv) == 0  # no Datumaro asked for: it is skipped in this mode
+    result = json.loads(next(tmp_path.glob("results-*.json")).read_text())
+    assert [(r["tool"], r["workers"]) for r in result["runs"]] == [(scale.HEADERS, 2), (scale.COCO_ROW, None)]
+    assert result["runs"][0]["peak_rss_mb"] == 50.0
+    assert result["meta"]["count"] == 30 and result["meta"]["instances"] == 200
+    assert all(c[0] != "plain" and (c[0] != "tvref" or c[2]) for c in calls)
+    assert result["speedups"] == {
+        "pycocotools' COCO() load over the whole tvref --headers-only run, 2 worker(s)": pytest.approx(3.0 / 3.0)}
+
+
+def test_the_large_generator_writes_the_declared_sizes_and_pycocotools_areas(tmp_path):
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    folder = scale.generate_large(tmp_path / "a", 30, 200, seed=4, size=(64, 48), chunk=7)
+    doc = json.loads(scale.annotation_file(folder).read_text())
+    assert len(doc["images"]) == 30 and len(doc["annotations"]) == 200
+    assert sorted(a["id"] for a in doc["annotations"]) == list(range(1, 201))
+    for im in doc["images"]:
+        with Image.open(folder / "images" / scale.SUBSET / im["file_name"]) as f:
+            assert f.size == (im["width"], im["height"]) and f.format == "JPEG"
+        assert max(im["width"], im["height"]) == 64 and min(im["width"], im["height"]) >= 36
+    assert len({(im["width"], im["height"]) for im in doc["images"]}) > 1  # the sizes vary
+    coco = COCO(str(scale.annotation_file(folder)))
+    for ann in coco.anns.values():
+        rle = coco.annToRLE(ann)
+        assert 8 <= len(ann["segmentation"][0]) <= 16 and ann["area"] == float(mask_utils.area(rle)) > 0
+        assert ann["bbox"] == [round(float(v), 2) for v in mask_utils.toBbox(rle)]
+    report = validate_dataset(open_dataset(folder), headers_only=True, check_pickle=False)
+    assert report.samples == 30 and report.to_dict()["summary"]["errors"] == 0
+
+
+def test_the_large_generator_is_the_same_bytes_for_the_same_seed_and_reused(tmp_path):
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    a = files(scale.generate_large(tmp_path / "a", 30, 200, seed=4, size=(64, 48), chunk=7))
+    assert files(scale.generate_large(tmp_path / "b", 30, 200, seed=4, size=(64, 48), chunk=7)) == a
+    assert files(scale.generate_large(tmp_path / "c", 30, 200, seed=5, size=(64, 48))) != a
+    folder = scale.large_folder(tmp_path, 30, 200, 4, (64, 48))
+    stamp = scale.annotation_file(folder).stat().st_mtime_ns
+    assert scale.large_folder(tmp_path, 30, 200, 4, (64, 48)) == folder
+    assert scale.annotation_file(folder).stat().st_mtime_ns == stamp  # found complete, not written again
