@@ -62,24 +62,27 @@ from ..contract import ImageHeader, Violation
 from ..contract.summary import SampleSummary
 from .common import DatasetError, SafeRoot, SampleNotes, far_outside, issue, max_image_pixels
 from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
-
-from .names import MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, unknown_label_hint
+from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups,
+                    unknown_label_hint)
 
 log = logging.getLogger(__name__)
 
 BACKGROUND_NAMES = ("_background_", "__background__")
 # How many images (from the lowest id) are looked up when choosing the image root among the candidates.
 ROOT_PROBE = 16
+def segmentation_rle(segm: Any, height: int, width: int) -> dict:
+    """A COCO segmentation (polygon list, uncompressed or compressed RLE) as one compressed RLE, the form
+    pycocotools decodes, measures (``area``) and boxes (``toBbox``)."""
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    if isinstance(segm.get("counts"), list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return segm
+
+
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygon list, uncompressed or compressed RLE) as a uint8 [H, W] mask."""
-    if isinstance(segm, list):
-        rles = mask_utils.frPyObjects(segm, height, width)
-        rle = mask_utils.merge(rles)
-    elif isinstance(segm.get("counts"), list):
-        rle = mask_utils.frPyObjects(segm, height, width)
-    else:
-        rle = segm
-    return mask_utils.decode(rle).astype(np.uint8)
+    return mask_utils.decode(segmentation_rle(segm, height, width)).astype(np.uint8)
 
 
 def rle_string_counts(text: str) -> list[int] | None:
@@ -326,9 +329,7 @@ class CocoInstancesDataset(Dataset):
             self.load_violations.append(issue(
                 "CLASS_NAME_SIMILAR", None, "categories", f"{self._name}: categories {named} differ only in case or "
                 f"surrounding whitespace; they are {len(group)} separate classes",
-                hint="rename them to one spelling, or read them as one class with merge_similar_names='case' "
-                     "(--merge-similar-names case; 'whitespace' merges only names that differ in surrounding "
-                     "whitespace)"))
+                hint=f"rename them to one spelling, or {MERGE_HINT}"))
 
     def _images(self, raw: list) -> list[dict]:
         ok: list[dict] = []
@@ -559,13 +560,7 @@ class CocoInstancesDataset(Dataset):
         """The pixel count of the decoded mask, computed on the RLE (no [H, W] array is allocated)."""
         if segm is None:
             return float(box_area)
-        if isinstance(segm, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-        elif isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, h, w)
-        else:
-            rle = segm
-        return float(mask_utils.area(rle))
+        return float(mask_utils.area(segmentation_rle(segm, h, w)))
 
     def _segmentation(self, ann: dict, index: int, h: int, w: int) -> Any:
         """The segmentation normalised (polygon list or RLE dict), None for none, False when unusable."""
@@ -749,12 +744,7 @@ class CocoInstancesDataset(Dataset):
                 area[k] = max(ye - ys, 0) * max(xe - xs, 0)
                 box[k] = (xs, ys, xe, ye)
                 continue
-            if isinstance(segm, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-            elif isinstance(segm.get("counts"), list):
-                rle = mask_utils.frPyObjects(segm, h, w)
-            else:
-                rle = segm
+            rle = segmentation_rle(segm, h, w)
             area[k] = int(mask_utils.area(rle))
             x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
             box[k] = (x, y, x + bw, y + bh)
@@ -771,7 +761,7 @@ class CocoInstancesDataset(Dataset):
 
     def __getitem__(self, idx: int):
         path = self._image_path(idx)
-        img = tv_tensors.Image(read_rgb(path, apply_orientation=self._apply_orientation(idx, path)))
+        img = tv_tensors.Image(read_rgb(path, apply_orientation=lambda info: self._apply_orientation(idx, path, info)))
         h, w = img.shape[-2:]
         if (h, w) != self.get_height_and_width(idx):  # a header that lies about the size
             raise DatasetError(f"{path}: the image's size {(h, w)} differs from height/width in "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -136,9 +136,12 @@ def _rgb_array(im: Image.Image, name: str) -> np.ndarray:
     return np.array(im.convert("RGB"), dtype=np.uint8)
 
 
-def read_rgb(source: Source, *, apply_orientation: bool = True, what: str | None = None) -> torch.Tensor:
+def read_rgb(source: Source, *, apply_orientation: bool | Callable[[ImageHeaderInfo], bool] = True,
+             what: str | None = None) -> torch.Tensor:
     """Decode an image file (a path or its bytes) to a uint8 [3, H, W] tensor, upright unless
-    ``apply_orientation`` is False; DatasetError naming the file for anything that cannot be decoded.
+    ``apply_orientation`` is False, or as a callable decides from the file's header (read in the same opening:
+    a loader choosing the frame from the declared size opens each file once); DatasetError naming the file for
+    anything that cannot be decoded.
 
     Pillow decodes (the same pixels as ``torchvision.io.decode_image`` for PNG), since torchvision's own
     decoders are deprecated from 0.29 on.
@@ -147,6 +150,8 @@ def read_rgb(source: Source, *, apply_orientation: bool = True, what: str | None
     try:
         with _open(source) as im:
             orientation = orientation_of(im)
+            if callable(apply_orientation):
+                apply_orientation = apply_orientation(ImageHeaderInfo((im.height, im.width), orientation))
             im.load()
             if apply_orientation and orientation in TRANSPOSE:
                 turned = im.transpose(TRANSPOSE[orientation])

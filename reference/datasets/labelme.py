@@ -45,7 +45,7 @@ from .common import DatasetError, SampleNotes, boxes_from_masks, far_outside, is
 from .images import ImageHeaderInfo, choose_frame, read_header, read_rgb, stored_frame_note
 
 from .listing import files_with_suffix, skipped_finding
-from .names import (MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, spelled,
+from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, spelled,
                     unknown_label_hint)
 
 log = logging.getLogger(__name__)
@@ -284,9 +284,7 @@ class LabelMeDataset(Dataset):
                 self.load_violations.append(issue(
                     "CLASS_NAME_SIMILAR", None, "label", f"{self.root}: labels {spelled(self._spellings, group)} "
                     f"differ only in case or surrounding whitespace; they are {len(classes)} separate classes",
-                    hint="give them one spelling in labelme, or read them as one class with "
-                         "merge_similar_names='case' (--merge-similar-names case; 'whitespace' merges only "
-                         "names that differ in surrounding whitespace)"))
+                    hint=f"give them one spelling in labelme, or {MERGE_HINT}"))
             for key, same in classes.items():
                 if len(same) > 1:
                     self.load_violations.append(issue(
@@ -429,21 +427,30 @@ class LabelMeDataset(Dataset):
         except (OSError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise DatasetError(f"{e.json_path}: cannot read its inline imageData ({exc})") from exc
 
-    def _frame(self, idx: int) -> tuple[ImageHeaderInfo, bool, Path | bytes]:
-        """The image's header, whether to turn it upright (labelme does; a file declaring the stored size was made
-        by a tool that did not) and where its pixels are. DECLARED_SIZE_MISMATCH when the declared size is
-        neither frame's."""
+    def _source(self, idx: int) -> tuple[Path | bytes, str]:
+        """Where sample ``idx``'s pixels are (its image file, or its inline imageData) and how to name them."""
         e = self.entries[idx]
-        source: Path | bytes = self._image_file(e) if e.image_path is not None else self._inline_bytes(e)
-        name = str(e.image_path) if e.image_path is not None else f"{e.json_path} imageData"
-        info = read_header(source, what=name)
+        if e.image_path is not None:
+            return self._image_file(e), str(e.image_path)
+        return self._inline_bytes(e), f"{e.json_path} imageData"
+
+    def _choose(self, idx: int, info: ImageHeaderInfo, name: str) -> bool:
+        """Whether to turn the image upright (labelme does; a file declaring the stored size was made by a tool
+        that did not); DECLARED_SIZE_MISMATCH when the declared size is neither frame's."""
+        e = self.entries[idx]
         apply = choose_frame(e.declared, info, name=f"{e.json_path.name} (imageHeight, imageWidth) over {name}",
                              field="imageHeight")
         note = stored_frame_note(info, apply, name)
         self._notes.start(idx)
         if note:
             self._notes.add(idx, issue("EXIF_STORED_FRAME", idx, "image", note))
-        return info, apply, source
+        return apply
+
+    def _frame(self, idx: int) -> tuple[ImageHeaderInfo, bool]:
+        """The image's header and whether to turn it upright (:meth:`_choose`), without decoding it."""
+        source, name = self._source(idx)
+        info = read_header(source, what=name)
+        return info, self._choose(idx, info, name)
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` reads differently from labelme (the validator reports these)."""
@@ -457,7 +464,7 @@ class LabelMeDataset(Dataset):
         return notes
 
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
-        info, apply, _ = self._frame(idx)
+        info, apply = self._frame(idx)
         return info.size(apply)
 
     def _image_file(self, e: _Entry) -> Path:
@@ -488,15 +495,14 @@ class LabelMeDataset(Dataset):
         header or the inline imageData's, and the same target; without transforms, which need the pixels."""
         if self.transforms is not None:
             raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
-        info, apply, _ = self._frame(idx)
+        info, apply = self._frame(idx)
         h, w = info.size(apply)
         return ImageHeader(h, w), self._target(idx, h, w)
 
     def __getitem__(self, idx: int):
-        e = self.entries[idx]
-        _, apply, source = self._frame(idx)
-        what = str(e.image_path) if e.image_path is not None else f"{e.json_path} imageData"
-        img = tv_tensors.Image(read_rgb(source, apply_orientation=apply, what=what))
+        source, name = self._source(idx)
+        img = tv_tensors.Image(read_rgb(source, apply_orientation=lambda info: self._choose(idx, info, name),
+                                        what=name))
         h, w = img.shape[-2:]
         target = self._target(idx, h, w)
         if self.transforms is not None:

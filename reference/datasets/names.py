@@ -16,6 +16,9 @@ from .common import DatasetError
 
 MergeNames = Union[bool, Literal["whitespace", "case"], None]
 MERGE_MODES = ("whitespace", "case")
+# How to read near-duplicate names as one class, the end of every CLASS_NAME_SIMILAR hint.
+MERGE_HINT = ("read them as one class with merge_similar_names='case' (--merge-similar-names case; 'whitespace' "
+              "merges only names that differ in surrounding whitespace)")
 
 
 def merge_mode(value: MergeNames) -> str | None:

@@ -30,7 +30,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ..contract import ImageHeader, Violation
 from .common import DatasetError, SampleNotes, box_area, boxes_from_masks, instance_ids, issue, read_label_map
-from .images import read_header, read_rgb, stored_frame_note
+from .images import ImageHeaderInfo, read_header, read_rgb, stored_frame_note
 
 from .listing import skipped_finding, split_system_files
 
@@ -82,9 +82,10 @@ class PennFudanDataset(Dataset):
             notes = self._notes.get(idx) or []
         return notes
 
-    def _apply_orientation(self, idx: int, mask_size: tuple[int, int]) -> bool:
-        """Whether to turn image ``idx`` upright: its mask's size says which frame it was drawn in."""
-        info = read_header(self.images[idx])
+    def _apply_orientation(self, idx: int, mask_size: tuple[int, int], info: ImageHeaderInfo | None = None) -> bool:
+        """Whether to turn image ``idx`` upright: its mask's size says which frame it was drawn in. ``info``: the
+        image's header when already read."""
+        info = info if info is not None else read_header(self.images[idx])
         if mask_size == info.upright:
             return True
         if mask_size == info.stored:
@@ -163,7 +164,8 @@ class PennFudanDataset(Dataset):
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
         mask_size, target = self.load_target(idx)
-        pixels = read_rgb(self.images[idx], apply_orientation=self._apply_orientation(idx, mask_size))
+        pixels = read_rgb(self.images[idx],
+                          apply_orientation=lambda info: self._apply_orientation(idx, mask_size, info))
         if tuple(pixels.shape[-2:]) != mask_size:  # a header that lies about the size
             raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
                                f"{self.images[idx].name} {tuple(pixels.shape[-2:])}")
