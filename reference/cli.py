@@ -347,18 +347,12 @@ def _cmd_snapshot_record(a: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot_check(a: argparse.Namespace) -> int:
-    from .testing.snapshot import Tolerances, compare, load, record_checkpoint
+    from .testing.snapshot import check_snapshot
 
-    expected = load(Path(a.snapshot))
-    tol = Tolerances.from_dict(expected.get("tolerances", {}))
-    actual = record_checkpoint(Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device,
-                               max_images=len(expected["images"]), batch_size=int(expected.get("batch_size", 2)),
-                               tolerances=tol, mask_threshold=float(expected.get("mask_threshold", 0.5)))
-    diff = compare(expected, actual, tol)
-    for line in diff.failures():
-        print(f"- {line}")
-    print(diff.summary())
-    return 0 if diff.ok else 1
+    result = check_snapshot(Path(a.snapshot), Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device)
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 1
 
 
 def _cmd_gate_measure(a: argparse.Namespace) -> int:
@@ -618,7 +612,8 @@ def _add_snapshot_parser(sub, formats: Sequence[str]) -> None:
     r.set_defaults(func=_cmd_snapshot_record)
 
     c = _sub(actions, "check", help="re-record with the snapshot's tolerances and image count, compare, and "
-                           "print one line per change, then a summary (exit 0: unchanged, 1: changed, 2: bad input)")
+                           "print one line per change, a summary, then the counts of each change and the largest "
+                           "drifts (exit 0: unchanged, 1: changed, 2: bad input)")
     c.add_argument("snapshot", help="snapshot JSON written by 'snapshot record'")
     common(c)
     c.set_defaults(func=_cmd_snapshot_check)

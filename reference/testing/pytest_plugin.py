@@ -9,16 +9,20 @@ imported. torchvision's and pycocotools' known deprecation warnings are filtered
 collects a small contract suite, one test per family of the contract's rule table that ``validate_dataset``
 reports (every family but ``splits``), and fails with the rule codes and sample indices. With ``--snapshot``, it
 collects one test ``snapshot[<file name>]`` that re-records the checkpoint on the data and fails with the
-changes and the summary table. With ``--gate``, it collects one test ``gate[<file name>]`` that trains once
-with the gate's settings and fails with each row's expected vs actual values.
+changes, the summary table, the counts of each change and the largest drifts; with ``--snapshot-update`` the
+test writes the re-recording to the file instead (keeping its tolerances and image count) and the terminal
+summary says what was written. With ``--gate``, it collects one test ``gate[<file name>]`` that trains once
+with the gate's settings and fails with each row's expected vs actual values. A ``--snapshot`` or ``--gate``
+file that does not exist fails its test with the command that creates it.
 
     pytest --dataset mypkg.data:MyDataset --dataset-arg root=data --num-classes 3
-    pytest --snapshot snap.json --snapshot-checkpoint last.pt --snapshot-data data/
+    pytest --snapshot snap.json --snapshot-checkpoint last.pt --snapshot-data data/ [--snapshot-update]
     pytest --gate expected.json --gate-data data/
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +30,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..contract import Report
+    from ..user_gate import GateSpec
 
 # Families of the rule table that need a second dataset (compare_splits), which --dataset does not give.
 SPLIT_FAMILIES = ("splits",)
@@ -58,6 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="dataset folder, its val/ subfolder when present (required with --snapshot)")
     s.addoption("--snapshot-format", default=None, help="pennfudan, labelme or coco (default: detected)")
     s.addoption("--snapshot-device", default="cpu", help="cpu, cuda or mps (default: cpu)")
+    s.addoption("--snapshot-update", action="store_true",
+                help="re-record the --snapshot file instead of checking it, keeping its tolerances and image count "
+                "(a new file: the defaults of tvref snapshot record)")
     a = parser.getgroup("accuracy gate", "check a fine-tuning run against the gate 'tvref gate measure' wrote")
     a.addoption("--gate", default=None, help="gate JSON written by 'tvref gate measure' (default: none)")
     a.addoption("--gate-data", default=None, help="dataset folder to train on (required with --gate)")
@@ -96,31 +104,58 @@ class _ContractCollector(pytest.File):
             yield _ContractItem.from_parent(self, name=f"contract[{family}]", family=family, codes=codes)
 
 
+# the user property a --snapshot-update test leaves on its report, read back for the terminal summary
+WRITTEN_PROPERTY = "snapshot_written"
+
+
+def _snapshot_source(config: pytest.Config) -> list[str]:
+    """The options that say what a snapshot is recorded from: checkpoint, data, and format and device if given."""
+    opt = config.getoption
+    args = ["--snapshot-checkpoint", opt("--snapshot-checkpoint"), "--snapshot-data", opt("--snapshot-data")]
+    if opt("--snapshot-format"):
+        args += ["--snapshot-format", opt("--snapshot-format")]
+    if opt("--snapshot-device") != "cpu":
+        args += ["--snapshot-device", opt("--snapshot-device")]
+    return args
+
+
+def missing_snapshot_line(config: pytest.Config, snapshot: Path) -> str:
+    """One line: the snapshot file does not exist, and the two commands that record it with this run's arguments."""
+    from .snapshot import record_command
+
+    opt = config.getoption
+    update = shlex.join(["pytest", "--snapshot", str(snapshot), *_snapshot_source(config), "--snapshot-update"])
+    record = record_command(snapshot, opt("--snapshot-checkpoint"), opt("--snapshot-data"),
+                            fmt=opt("--snapshot-format"), device=opt("--snapshot-device"))
+    return f"{snapshot}: no such snapshot file; create it with: {update} (or: {record})"
+
+
 class _SnapshotItem(pytest.Item):
-    """Re-records the checkpoint on the data and compares with the snapshot file."""
+    """Re-records the checkpoint on the data and compares with the snapshot file, or with ``--snapshot-update``
+    writes the re-recording to it."""
 
     def __init__(self, *, snapshot: Path, **kwargs: Any):
         super().__init__(**kwargs)
         self.snapshot = snapshot
 
     def runtest(self) -> None:
-        from .snapshot import Tolerances, compare, load, record_checkpoint
+        from .snapshot import MissingSnapshotError, check_snapshot, update_snapshot
 
         opt = self.config.getoption
-        expected = load(self.snapshot)
-        tol = Tolerances.from_dict(expected.get("tolerances", {}))
-        actual = record_checkpoint(Path(opt("--snapshot-checkpoint")), Path(opt("--snapshot-data")),
-                                   fmt=opt("--snapshot-format"), device=opt("--snapshot-device"),
-                                   max_images=len(expected["images"]),
-                                   batch_size=int(expected.get("batch_size", 2)), tolerances=tol,
-                                   mask_threshold=float(expected.get("mask_threshold", 0.5)))
-        diff = compare(expected, actual, tol)
-        if not diff.ok:
-            failures = diff.failures()
-            shown = "\n".join(f"  {line}" for line in failures[:30])
-            more = f"\n  ... and {len(failures) - 30} more" if len(failures) > 30 else ""
-            raise AssertionError(f"{self.snapshot.name}: {len(failures)} changes beyond tolerance:\n{shown}{more}"
-                                 f"\n{diff.summary()}")
+        checkpoint, data = Path(opt("--snapshot-checkpoint")), Path(opt("--snapshot-data"))
+        where = {"fmt": opt("--snapshot-format"), "device": opt("--snapshot-device")}
+        if opt("--snapshot-update"):
+            written = update_snapshot(self.snapshot, checkpoint, data, **where)
+            self.user_properties.append((WRITTEN_PROPERTY, written.line()))
+            return
+        try:
+            result = check_snapshot(self.snapshot, checkpoint, data, **where)
+        except MissingSnapshotError:
+            raise AssertionError(missing_snapshot_line(self.config, self.snapshot)) from None
+        if not result.ok:
+            lines = "\n".join(f"  {line}" for line in result.lines(max_changes=30))
+            raise AssertionError(f"{self.snapshot.name}: {len(result.diff.failures())} changes beyond tolerance:"
+                                 f"\n{lines}")
 
     def repr_failure(self, excinfo, style=None):  # noqa: ANN001 - pytest's signature
         if isinstance(excinfo.value, (AssertionError, ValueError)):
@@ -137,20 +172,36 @@ class _SnapshotCollector(pytest.File):
         yield _SnapshotItem.from_parent(self, name=f"snapshot[{snapshot.name}]", snapshot=snapshot)
 
 
-class _GateItem(pytest.Item):
-    """Trains once with the gate file's settings and compares with its rows (``tvref gate check``)."""
+def missing_gate_line(gate: Path, data: str) -> str:
+    """One line: the gate file does not exist, and the ``tvref gate measure`` command that writes it."""
+    from ..training import RECIPES
+    from ..user_gate import WEIGHT_NAMES
 
-    def __init__(self, *, spec: Any, **kwargs: Any):
+    measure = shlex.join(["tvref", "gate", "measure", "--data", data, "--recipe", "RECIPE", "--weights", "WEIGHTS",
+                          "--out", str(gate)])
+    return (f"{gate}: no such gate file; measure it with: {measure} (RECIPE and WEIGHTS as you fine-tune: "
+            f"{', '.join(RECIPES)}; none, {', '.join(WEIGHT_NAMES)} or a weights file)")
+
+
+class _GateItem(pytest.Item):
+    """Trains once with the gate file's settings and compares with its rows (``tvref gate check``); fails at
+    once, naming ``tvref gate measure``, when the file does not exist (``spec`` None)."""
+
+    def __init__(self, *, gate: Path, spec: GateSpec | None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.gate = gate
         self.spec = spec
 
     def runtest(self) -> None:
         from ..user_gate import check
 
-        run = check(self.spec, Path(self.config.getoption("--gate-data")), self.config.getoption("--gate-seed"))
+        data = self.config.getoption("--gate-data")
+        if self.spec is None:
+            raise AssertionError(missing_gate_line(self.gate, data))
+        run = check(self.spec, Path(data), self.config.getoption("--gate-seed"))
         if not run.passed:
             shown = "\n".join(f"  {line}" for line in run.lines())
-            raise AssertionError(f"{self.spec.path.name}: accuracy gate failed:\n{shown}\n{run.summary()}")
+            raise AssertionError(f"{self.gate.name}: accuracy gate failed:\n{shown}\n{run.summary()}")
 
     def repr_failure(self, excinfo, style=None):  # noqa: ANN001 - pytest's signature
         if isinstance(excinfo.value, (AssertionError, ValueError)):  # ValueError: JobError, bad input
@@ -158,13 +209,13 @@ class _GateItem(pytest.Item):
         return super().repr_failure(excinfo)
 
     def reportinfo(self):
-        return self.path, None, f"accuracy gate: {self.spec.path.name}"
+        return self.path, None, f"accuracy gate: {self.gate.name}"
 
 
 class _GateCollector(pytest.File):
     def collect(self):
-        spec = self.config._gate_spec  # type: ignore[attr-defined]
-        yield _GateItem.from_parent(self, name=f"gate[{spec.path.name}]", spec=spec)
+        gate, spec = self.config._gate  # type: ignore[attr-defined]
+        yield _GateItem.from_parent(self, name=f"gate[{gate.name}]", gate=gate, spec=spec)
 
 
 # warnings the libraries under the contract check raise on every sample, not the user's to fix
@@ -180,6 +231,8 @@ def _active(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dataset_contract: tests generated by --dataset")
+    if config.getoption("--snapshot-update") and not config.getoption("--snapshot"):
+        raise pytest.UsageError("--snapshot-update: also give --snapshot FILE, the snapshot to re-record")
     if _active(config):
         for line in KNOWN_WARNINGS:
             config.addinivalue_line("filterwarnings", line)
@@ -212,10 +265,12 @@ def _snapshot_items(session: pytest.Session, config: pytest.Config) -> list[pyte
         raise pytest.UsageError(f"--snapshot {path}: also give {' and '.join(missing)}")
     from .snapshot import SnapshotError, load
 
-    try:
-        load(path)
-    except SnapshotError as exc:
-        raise pytest.UsageError(f"--snapshot: {exc}") from exc
+    if Path(path).exists():  # a missing file is the test's failure (or, updating, the file to write)
+        try:
+            load(path)
+        except SnapshotError as exc:
+            keep = "; --snapshot-update replaces only a snapshot" if config.getoption("--snapshot-update") else ""
+            raise pytest.UsageError(f"--snapshot: {exc}{keep}") from exc
     collector = _SnapshotCollector.from_parent(session, path=config.rootpath / "model-snapshot")
     return list(collector.collect())
 
@@ -229,12 +284,14 @@ def _gate_items(session: pytest.Session, config: pytest.Config) -> list[pytest.I
     from ..jobs import JobError
     from ..user_gate import load, preflight
 
-    try:
-        spec = load(Path(path))
-        preflight(spec, Path(config.getoption("--gate-data")))  # refusals before training; check() repeats it
-    except JobError as exc:
-        raise pytest.UsageError(f"--gate: {exc}") from exc
-    config._gate_spec = spec  # type: ignore[attr-defined]
+    gate, spec = Path(path), None
+    if gate.exists():  # a missing file is the test's failure, naming the command that writes it
+        try:
+            spec = load(gate)
+            preflight(spec, Path(config.getoption("--gate-data")))  # refusals before training; check() repeats it
+        except JobError as exc:
+            raise pytest.UsageError(f"--gate: {exc}") from exc
+    config._gate = (gate, spec)  # type: ignore[attr-defined]
     collector = _GateCollector.from_parent(session, path=config.rootpath / "accuracy-gate")
     return list(collector.collect())
 
@@ -252,3 +309,13 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     session.items = items
     session.testscollected = len(items)
     return True
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """After a ``--snapshot-update`` run, a section naming each snapshot file written and what it holds."""
+    written = [value for report in terminalreporter.stats.get("passed", [])
+               for name, value in getattr(report, "user_properties", ()) if name == WRITTEN_PROPERTY]
+    if written:
+        terminalreporter.section("model snapshot")
+        for line in written:
+            terminalreporter.write_line(line)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -230,6 +231,35 @@ class Unmatched:
         return text
 
 
+DRIFT_KINDS = ("box", "score", "mask")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A matched detection that moved beyond a tolerance: ``kind`` is "box" (``value``: the largest coordinate
+    change, px), "score" (the score change) or "mask" (the mask IoU, expected vs actual); ``line`` says it in full."""
+
+    kind: str
+    where: str
+    detection: int
+    label: int
+    score: float
+    value: float
+    line: str
+
+    @property
+    def size(self) -> float:
+        """How far it moved, larger is farther: the value itself, or 1 - IoU for a mask."""
+        return 1.0 - self.value if self.kind == "mask" else self.value
+
+    def brief(self) -> str:
+        """One line naming the amount, the image and the expected detection."""
+        amount = {"box": f"box moved {self.value:.3f} px", "score": f"score moved {self.value:.5f}",
+                  "mask": f"mask IoU {self.value:.4f}"}[self.kind]
+        return (f"{amount}: {self.where} expected detection {self.detection} (label {self.label}, score "
+                f"{self.score:.4f})")
+
+
 @dataclass
 class ImageDiff:
     """One image compared: pairs found, the largest drifts among them, unpaired detections, failure lines."""
@@ -244,7 +274,8 @@ class ImageDiff:
     min_mask_iou: float | None = None
     lost: list[Unmatched] = field(default_factory=list)
     new: list[Unmatched] = field(default_factory=list)
-    drift_failures: list[str] = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     tolerances: Tolerances = Tolerances()
     score_floor: float | None = None
 
@@ -264,7 +295,7 @@ class ImageDiff:
     def failures(self) -> list[str]:
         unpaired = [u.line(self.where, self.tolerances, self.score_floor) for u in self.lost + self.new
                     if not u.borderline]
-        return self.drift_failures + unpaired
+        return self.problems + [d.line for d in self.drifts] + unpaired
 
     @property
     def ok(self) -> bool:
@@ -320,7 +351,7 @@ def compare_detections(expected_dets: Mapping[str, Any], actual_dets: Mapping[st
     has_masks = "masks" in expected_dets and "masks" in actual_dets
     if ("masks" in expected_dets) != ("masks" in actual_dets) and (diff.expected_count or diff.actual_count):
         side = "expected" if "masks" in expected_dets else "actual"
-        diff.drift_failures.append(f"{diff.where}: only the {side} detections have masks")
+        diff.problems.append(f"{diff.where}: only the {side} detections have masks")
     for j, c in pairs:
         _compare_pair(diff, expected_dets, actual_dets, j, c, has_masks)
     diff.lost = _unmatched("lost", expected_dets, {j for j, _ in pairs}, score_floor, tol)
@@ -333,22 +364,26 @@ def _compare_pair(diff: ImageDiff, exp: Mapping[str, Any], act: Mapping[str, Any
     tol = diff.tolerances
     e_box, a_box = exp["boxes"][j], act["boxes"][c]
     head = f"{diff.where} expected detection {j} (label {exp['labels'][j]}, score {exp['scores'][j]:.4f})"
+
+    def drift(kind: str, value: float, text: str) -> None:
+        diff.drifts.append(Drift(kind, diff.where, j, int(exp["labels"][j]), float(exp["scores"][j]), value,
+                                 f"{head}: {text}"))
+
     box_drift = max(abs(x - y) for x, y in zip(e_box, a_box))
     diff.max_box_drift = max(diff.max_box_drift, box_drift)
     if box_drift > tol.box_atol:
-        diff.drift_failures.append(f"{head}: box moved {box_drift:.3f} px > box_atol {tol.box_atol}: expected "
-                                   f"{_fmt_box(e_box)}, actual {_fmt_box(a_box)}")
+        drift("box", box_drift, f"box moved {box_drift:.3f} px > box_atol {tol.box_atol}: expected "
+                                f"{_fmt_box(e_box)}, actual {_fmt_box(a_box)}")
     score_drift = abs(exp["scores"][j] - act["scores"][c])
     diff.max_score_drift = max(diff.max_score_drift, score_drift)
     if score_drift > tol.score_atol:
-        diff.drift_failures.append(f"{head}: score expected {exp['scores'][j]:.5f}, actual {act['scores'][c]:.5f}, "
-                                   f"drift {score_drift:.5f} > score_atol {tol.score_atol}")
+        drift("score", score_drift, f"score expected {exp['scores'][j]:.5f}, actual {act['scores'][c]:.5f}, "
+                                    f"drift {score_drift:.5f} > score_atol {tol.score_atol}")
     if has_masks:
         iou = _mask_iou(exp["masks"][j], act["masks"][c])
         diff.min_mask_iou = iou if diff.min_mask_iou is None else min(diff.min_mask_iou, iou)
         if iou < tol.mask_iou_min:
-            diff.drift_failures.append(f"{head}: mask IoU expected vs actual {iou:.4f} < mask_iou_min "
-                                       f"{tol.mask_iou_min}")
+            drift("mask", iou, f"mask IoU expected vs actual {iou:.4f} < mask_iou_min {tol.mask_iou_min}")
 
 
 @dataclass(frozen=True)
@@ -361,6 +396,12 @@ class ApDelta:
     @property
     def delta(self) -> float:
         return float("inf") if self.actual is None else self.actual - self.expected
+
+    def brief(self) -> str:
+        """One line: the stat, its expected and actual values and the change."""
+        if self.actual is None:
+            return f"coco {self.iou_type} {self.stat}: {self.expected:.4f} -> missing"
+        return f"coco {self.iou_type} {self.stat}: {self.expected:.4f} -> {self.actual:.4f} ({self.delta:+.4f})"
 
 
 @dataclass
@@ -382,11 +423,34 @@ class SnapshotDiff:
         lines = list(self.problems)
         for im in self.images:
             lines += im.failures()
-        for d in self.ap_deltas:
-            if abs(d.delta) > self.tolerances.ap_atol:
-                actual = "missing" if d.actual is None else f"{d.actual:.4f}"
-                lines.append(f"coco {d.iou_type} {d.stat}: expected {d.expected:.4f}, actual {actual}, delta "
-                             f"{d.delta:+.4f} beyond ap_atol {self.tolerances.ap_atol}")
+        for d in self.moved_stats():
+            actual = "missing" if d.actual is None else f"{d.actual:.4f}"
+            lines.append(f"coco {d.iou_type} {d.stat}: expected {d.expected:.4f}, actual {actual}, delta "
+                         f"{d.delta:+.4f} beyond ap_atol {self.tolerances.ap_atol}")
+        return lines
+
+    def moved_stats(self) -> list[ApDelta]:
+        """The COCO stats that moved more than ``ap_atol`` (or are missing now), in record order."""
+        return [d for d in self.ap_deltas if abs(d.delta) > self.tolerances.ap_atol]
+
+    def digest(self, top: int = 3) -> list[str]:
+        """For a failed comparison, how many of each change there are and the ``top`` largest drifts of each
+        kind (box, score, mask, COCO stat) with their image and detection; no lines for a pass."""
+        if self.ok:
+            return []
+        drifts = [d for im in self.images for d in im.drifts]
+        counts = {kind: sum(d.kind == kind for d in drifts) for kind in DRIFT_KINDS}
+        lost = sum(1 for im in self.images for u in im.lost if not u.borderline)
+        new = sum(1 for im in self.images for u in im.new if not u.borderline)
+        moved = self.moved_stats()
+        lines = [f"changed: {counts['box']} boxes, {counts['score']} scores, {counts['mask']} masks, {lost} lost, "
+                 f"{new} new, {len(moved)} stats moved"]
+        largest = [d.brief() for kind in DRIFT_KINDS
+                   for d in sorted((d for d in drifts if d.kind == kind), key=lambda d: -d.size)[:top]]
+        largest += [d.brief() for d in sorted(moved, key=lambda d: -abs(d.delta))[:top]]
+        if largest:
+            lines.append("largest drifts:")
+            lines += [f"  {line}" for line in largest]
         return lines
 
     def summary(self) -> str:
@@ -421,8 +485,6 @@ class SnapshotDiff:
         return "\n".join(lines)
 
 
-
-
 def compare(expected: Mapping[str, Any], actual: Mapping[str, Any], tol: Tolerances) -> SnapshotDiff:
     """Compare two snapshot records image by image (by position) and stat by stat."""
     diff = SnapshotDiff(tol, versions=(dict(expected.get("versions", {})), dict(actual.get("versions", {}))))
@@ -445,3 +507,104 @@ def compare(expected: Mapping[str, Any], actual: Mapping[str, Any], tol: Toleran
         diff.ap_deltas += [ApDelta(iou_type, s, float(v), None if got.get(s) is None else float(got[s]))
                            for s, v in stats.items()]
     return diff
+
+
+# ------------------------------------------------------------------------------------------ checking a file
+
+
+class MissingSnapshotError(SnapshotError):
+    """The snapshot file to check does not exist; the message names the command that records it."""
+
+
+def record_command(path: str | Path, checkpoint: str | Path, data: str | Path, *, fmt: str | None = None,
+                   device: str = "cpu") -> str:
+    """The ``tvref snapshot record`` command line that writes ``path`` from ``checkpoint`` on ``data``."""
+    args = ["tvref", "snapshot", "record", "--checkpoint", str(checkpoint), "--data", str(data)]
+    if fmt:
+        args += ["--format", fmt]
+    if device != "cpu":
+        args += ["--device", device]
+    return shlex.join(args + ["--out", str(path)])
+
+
+def recording_settings(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The :func:`record_checkpoint` arguments that re-record ``snapshot`` as it was made: its tolerances, image
+    count, batch size and mask threshold."""
+    return {"max_images": len(snapshot["images"]), "batch_size": int(snapshot.get("batch_size", 2)),
+            "tolerances": Tolerances.from_dict(snapshot.get("tolerances", {})),
+            "mask_threshold": float(snapshot.get("mask_threshold", 0.5))}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A snapshot file compared with a fresh recording of the checkpoint (``tvref snapshot check``)."""
+
+    path: Path
+    diff: SnapshotDiff
+
+    @property
+    def ok(self) -> bool:
+        return self.diff.ok
+
+    def lines(self, max_changes: int | None = None) -> list[str]:
+        """The report: one ``- `` line per change (the first ``max_changes`` of them, then how many more), the
+        summary table, then on a failure the counts of each change and the largest drifts."""
+        changes = self.diff.failures()
+        shown = changes if max_changes is None else changes[:max_changes]
+        lines = [f"- {line}" for line in shown]
+        if len(changes) > len(shown):
+            lines.append(f"- ... and {len(changes) - len(shown)} more")
+        return lines + self.diff.summary().splitlines() + self.diff.digest()
+
+
+def check_snapshot(path: str | Path, checkpoint: str | Path, data: str | Path, *, fmt: str | None = None,
+                   device: str = "cpu") -> CheckResult:
+    """Re-record ``checkpoint`` on ``data`` with the snapshot's settings and compare with the snapshot at ``path``.
+
+    A missing file raises :class:`MissingSnapshotError` naming the ``tvref snapshot record`` line that makes
+    it; an unreadable one :class:`SnapshotError` (from :func:`load`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingSnapshotError(f"{path}: no such snapshot file; record it with: "
+                                   f"{record_command(path, checkpoint, data, fmt=fmt, device=device)}")
+    expected = load(path)
+    settings = recording_settings(expected)
+    actual = record_checkpoint(Path(checkpoint), Path(data), fmt=fmt, device=device, **settings)
+    return CheckResult(path, compare(expected, actual, settings["tolerances"]))
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """A snapshot file re-recorded: the new record and, when a snapshot was there, how it compared with the old."""
+
+    path: Path
+    snapshot: dict[str, Any]
+    previous: SnapshotDiff | None
+
+    def line(self) -> str:
+        """What was written, in one line."""
+        images = self.snapshot["images"]
+        count = sum(len(im["detections"]["scores"]) for im in images)
+        head = f"{self.path}: snapshot written, {len(images)} images, {count} detections"
+        if self.previous is None:
+            return f"{head} (a new file, with the default tolerances of tvref snapshot record)"
+        changes = len(self.previous.failures())
+        was = "unchanged within tolerance" if not changes else f"{changes} changes beyond tolerance"
+        return f"{head} (tolerances and image count kept from the previous snapshot: {was})"
+
+
+def update_snapshot(path: str | Path, checkpoint: str | Path, data: str | Path, *, fmt: str | None = None,
+                    device: str = "cpu") -> UpdateResult:
+    """Record ``checkpoint`` on ``data`` into ``path``, atomically, with the settings of the snapshot already
+    there (see :func:`recording_settings`), or :func:`record_checkpoint`'s defaults for a new file.
+
+    An existing file that is not a snapshot raises :class:`SnapshotError` and is left as it is.
+    """
+    path = Path(path)
+    previous = load(path) if path.exists() else None
+    settings = recording_settings(previous) if previous is not None else {}
+    fresh = record_checkpoint(Path(checkpoint), Path(data), fmt=fmt, device=device, **settings)
+    save(path, fresh)
+    diff = None if previous is None else compare(previous, fresh, settings["tolerances"])
+    return UpdateResult(path, fresh, diff)
