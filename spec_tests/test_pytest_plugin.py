@@ -1,16 +1,18 @@
-"""The pytest plugin: ``pytest --dataset SPEC`` runs the contract suite against a dataset."""
+"""The pytest plugin: ``pytest --dataset SPEC`` runs the contract suite against a dataset (``--snapshot``:
+test_snapshot.py; ``--gate``: test_user_gate.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from reference.contract import FAMILIES, RULES
-from reference.testing.pytest_plugin import contract_families
+from reference.contract import FAMILIES, RULES, Report, Severity, Violation
 
 from .conftest import FIXTURES, ROOT
 
 TUTORIAL_V2 = f"{ROOT / 'spec_tests' / 'tutorial_datasets.py'}:TutorialPennFudanV2"
-FAMILY_COUNT = len(contract_families())  # one test per family
+FAMILY_COUNT = len(set(FAMILIES) - {"splits"})  # one test per family of the rule table, but splits
 
 # a dataset whose only fault is an area given as a list (a type error of a per-sample field)
 LIST_AREA_DATASET = """
@@ -34,12 +36,19 @@ def _run(pytester, *args: str):
     return pytester.runpytest_inprocess("-p", "no:randomly", *args)
 
 
-def test_every_rule_code_a_dataset_can_break_is_checked_by_a_plugin_test():
-    """Read from the rule table, the plugin's tests cannot drift from it: every code validate_dataset reports
-    (all but the splits family, which needs a second dataset) belongs to exactly one contract test."""
-    covered = [code for codes in contract_families().values() for code in codes]
-    assert len(covered) == len(set(covered))
-    assert set(covered) == set(RULES) - set(FAMILIES["splits"])
+def test_every_rule_code_a_dataset_can_break_is_checked_by_a_plugin_test(pytester, monkeypatch):
+    """A report with an error for every code of the rule table but the splits family's (they need a second
+    dataset, which --dataset does not give) fails one contract test per family, and each code is named by
+    exactly one failing test."""
+    codes = [code for code in RULES if code not in FAMILIES["splits"]]
+    report = Report(samples=1, violations=[Violation(code, Severity.ERROR, 0, None, None, "broken on purpose")
+                                           for code in codes])
+    monkeypatch.setattr("reference.contract.validate_dataset", lambda *args, **kwargs: report)
+    result = _run(pytester, "--dataset", str(FIXTURES / "pennfudan" / "val"), "--num-classes", "2")
+    result.assert_outcomes(failed=FAMILY_COUNT)
+    named = [code for line in result.stdout.lines
+             if (m := re.match(r"\d+ contract violations \((.+)\):$", line)) for code in m[1].split(", ")]
+    assert sorted(named) == sorted(codes)
 
 
 def test_a_non_tensor_area_fails_the_evaluation_fields_test_as_area_type(pytester):
@@ -73,9 +82,8 @@ def test_without_options_the_plugin_imports_no_torch(pytester):
 
 
 def test_a_broken_dataset_fails_the_family_naming_codes_and_indices(pytester):
-    result = _run(pytester, "--dataset", TUTORIAL_V2, "--dataset-arg",
-                                           f"root={FIXTURES / 'pennfudan' / 'val'}", "--dataset-arg",
-                                           "alter='label0'", "--max-samples", "4")
+    result = _run(pytester, "--dataset", TUTORIAL_V2, "--dataset-arg", f"root={FIXTURES / 'pennfudan' / 'val'}",
+                  "--dataset-arg", "alter='label0'", "--max-samples", "4")
     result.assert_outcomes(passed=FAMILY_COUNT - 1, failed=1)
     result.stdout.fnmatch_lines(["*contract*labels*", "*LABEL_BACKGROUND (sample 0, labels[[]0[]])*"])
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +140,56 @@ def test_an_ap_delta_beyond_ap_atol_fails():
     assert snap.compare(_record(BASE, ap=0.5), _record(BASE, ap=0.505), TOL).ok
 
 
+def _every_kind_of_change() -> tuple[dict, dict]:
+    """Expected and actual records of one image with one change of each kind: a box moved 3 px, a score moved
+    0.05, a mask at IoU 0.6, a detection lost, one new, and bbox AP down 0.1; plus a borderline lost one."""
+    expected = _dets([[10, 10, 30, 30], [40, 10, 60, 40], [10, 40, 30, 60], [70, 70, 90, 90], [40, 40, 60, 60]],
+                     [0.9, 0.8, 0.7, 0.6, 0.055],
+                     masks=[_mask(10, 10), _mask(40, 10), _mask(10, 40), _mask(40, 40), _mask(0, 0)])
+    actual = _dets([[13, 10, 30, 30], [40, 10, 60, 40], [10, 40, 30, 60], [5, 5, 8, 8]], [0.9, 0.85, 0.7, 0.6],
+                   masks=[_mask(10, 10), _mask(40, 10), _mask(15, 40), _mask(0, 0)])
+    return _record(expected, ap=0.5), _record(actual, ap=0.4)
+
+
+def test_a_failed_comparison_ends_with_the_count_of_each_kind_of_change():
+    diff = snap.compare(*_every_kind_of_change(), TOL)
+    assert diff.digest()[0] == "changed: 1 boxes, 1 scores, 1 masks, 1 lost, 1 new, 1 stats moved"
+
+
+def test_the_largest_drifts_are_listed_by_amount_with_their_image_and_detection():
+    # image 0: boxes moved 2, 5 and 3 px; image 1: 4 px; masks at IoU 0.8 (image 0) and 0.6 (image 1)
+    e0 = _dets([[10, 10, 30, 30], [40, 10, 60, 40], [70, 10, 90, 40]], [0.9, 0.8, 0.7],
+               masks=[_mask(10, 10), _mask(40, 10), _mask(0, 40)])
+    a0 = _dets([[12, 10, 30, 30], [45, 10, 60, 40], [73, 10, 90, 40]], [0.9, 0.8, 0.7],
+               masks=[_mask(12, 10), _mask(40, 10), _mask(0, 40)])
+    e1 = _dets([[10, 10, 30, 30]], [0.95], masks=[_mask(10, 10)])
+    a1 = _dets([[14, 10, 30, 30]], [0.95], masks=[_mask(15, 10)])
+    digest = snap.compare(_record(e0, e1), _record(a0, a1), TOL).digest(top=3)
+    assert digest[1:] == [
+        "largest drifts:",
+        "  box moved 5.000 px: image 0 (id 100) expected detection 1 (label 1, score 0.8000)",
+        "  box moved 4.000 px: image 1 (id 101) expected detection 0 (label 1, score 0.9500)",
+        "  box moved 3.000 px: image 0 (id 100) expected detection 2 (label 1, score 0.7000)",
+        "  mask IoU 0.6000: image 1 (id 101) expected detection 0 (label 1, score 0.9500)",
+        "  mask IoU 0.8182: image 0 (id 100) expected detection 0 (label 1, score 0.9000)",
+    ]
+
+
+def test_the_largest_stat_changes_are_listed_by_size():
+    expected = _record(BASE)
+    expected["coco"] = {"bbox": {"AP": 0.5, "AP50": 0.8, "AP75": 0.4, "APs": 0.3}}
+    actual = _record(BASE)
+    actual["coco"] = {"bbox": {"AP": 0.45, "AP50": 0.9, "AP75": 0.2, "APs": 0.305}}
+    assert snap.compare(expected, actual, TOL).digest(top=2)[1:] == [
+        "largest drifts:", "  coco bbox AP75: 0.4000 -> 0.2000 (-0.2000)",
+        "  coco bbox AP50: 0.8000 -> 0.9000 (+0.1000)"]
+
+
+def test_a_passing_comparison_adds_no_counts_or_drifts():
+    near = _dets([[10.5, 10, 30, 30], [40, 10, 60.4, 40]], [0.905, 0.596])
+    assert snap.compare(_record(BASE), _record(near), TOL).digest() == []
+
+
 def test_records_of_different_images_are_a_problem_not_a_pass():
     other = _record(BASE)
     other["images"][0]["image_id"] = 7
@@ -218,6 +271,7 @@ def test_check_on_the_same_checkpoint_exits_zero(snapshot_file, checkpoint, caps
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("snapshot check: PASS") and "images compared   4" in out and "- " not in out
+    assert "changed:" not in out and "largest drifts" not in out
 
 
 def test_a_drifted_model_fails_check_with_exit_one_naming_the_change(snapshot_file, drifted, capsys):
@@ -227,6 +281,37 @@ def test_a_drifted_model_fails_check_with_exit_one_naming_the_change(snapshot_fi
     assert code == 1
     assert out.startswith("- image 0 (id ") and "\nsnapshot check: FAIL\n" in out
     assert "px > box_atol 1.0: expected [" in out  # a matched detection's box, with both coordinate lists
+
+
+def _check_output(snapshot_file: Path, ckpt: Path, capsys) -> list[str]:
+    assert main(["--quiet", "snapshot", "check", str(snapshot_file), "--checkpoint", str(ckpt),
+                 "--data", str(DATA)]) == 1
+    return capsys.readouterr().out.splitlines()
+
+
+def test_check_output_ends_with_the_counts_and_the_largest_drifts(snapshot_file, drifted, capsys):
+    out = _check_output(snapshot_file, drifted, capsys)
+    table_end = next(i for i, line in enumerate(out) if line.startswith("  largest AP delta"))
+    tail = out[table_end + 1:]
+    assert re.fullmatch(r"changed: [1-9]\d* boxes, \d+ scores, \d+ masks, \d+ lost, \d+ new, [1-9]\d* stats moved",
+                        tail[0])
+    assert tail[1] == "largest drifts:"
+    boxes = [float(m[1]) for line in tail[2:] if (m := re.match(r"  box moved ([\d.]+) px: image \d+ \(id \d+\) "
+                                                               r"expected detection \d+ \(label 1, score", line))]
+    assert len(boxes) == 3 and boxes == sorted(boxes, reverse=True)
+    assert boxes[0] == max(float(m[1]) for line in out if (m := re.search(r"box moved ([\d.]+) px >", line)))
+
+
+def test_check_of_a_missing_snapshot_names_the_record_command_that_makes_it(checkpoint, tmp_path, capsys):
+    path = tmp_path / "snap.json"
+    assert main(["snapshot", "check", str(path), "--checkpoint", str(checkpoint), "--data", str(DATA),
+                 "--format", "pennfudan"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {path}: no such snapshot file; record it with: tvref snapshot record ")
+    command = shlex.split(line.split("record it with: ", 1)[1])
+    assert main(["--quiet", *command[1:], "--images", "1"]) == 0  # the line as given makes the file
+    assert main(["--quiet", "snapshot", "check", str(path), "--checkpoint", str(checkpoint), "--data", str(DATA),
+                 "--format", "pennfudan"]) == 0
 
 
 def test_record_refuses_to_overwrite(snapshot_file, checkpoint, capsys):
@@ -284,6 +369,119 @@ def test_pytest_snapshot_fails_for_a_drifted_model(pytester, snapshot_file, drif
     result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, drifted))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*snap.json: * changes beyond tolerance:*", "*box moved*", "*snapshot check: FAIL*"])
+
+
+def _failure_message(result) -> list[str]:
+    """The lines of the inner run's one failure message, as the item wrote them (pytest's 2-space indent off)."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("___")) + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("="))  # warnings or the short summary
+    return [line[2:] if line.startswith("  ") else line for line in lines[start:end]]
+
+
+def test_pytest_snapshot_reports_what_tvref_snapshot_check_prints(pytester, snapshot_file, drifted, capsys):
+    printed = _check_output(snapshot_file, drifted, capsys)
+    result = pytester.runpytest_inprocess(*_plugin_args(snapshot_file, drifted))
+    message = _failure_message(result)
+    assert re.fullmatch(r"snap\.json: \d+ changes beyond tolerance:", message[0])
+    table = printed.index("snapshot check: FAIL")
+    assert message[-(len(printed) - table):] == printed[table:]  # the summary table, counts and largest drifts
+
+
+def test_a_missing_snapshot_fails_the_test_in_one_line_with_the_pytest_command_that_creates_it(
+        pytester, checkpoint, tmp_path):
+    path = tmp_path / "snap.json"
+    args = ["--snapshot", str(path), "--snapshot-checkpoint", str(checkpoint), "--snapshot-data", str(DATA),
+            "--snapshot-format", "pennfudan"]
+    result = pytester.runpytest_inprocess("-p", "no:randomly", *args)
+    result.assert_outcomes(failed=1)
+    (line,) = _failure_message(result)
+    assert line.startswith(f"{path}: no such snapshot file; create it with: pytest ")
+    command = shlex.split(line.split("create it with: ", 1)[1].split(" (or: ", 1)[0])
+    pytester.runpytest_inprocess("-p", "no:randomly", *command[1:]).assert_outcomes(passed=1)
+    pytester.runpytest_inprocess("-p", "no:randomly", *args).assert_outcomes(passed=1)
+
+
+def test_a_missing_snapshot_fails_the_test_naming_the_tvref_command_that_creates_it(pytester, checkpoint, tmp_path):
+    path = tmp_path / "snap.json"
+    args = ["--snapshot", str(path), "--snapshot-checkpoint", str(checkpoint), "--snapshot-data", str(DATA)]
+    (line,) = _failure_message(pytester.runpytest_inprocess("-p", "no:randomly", *args))
+    command = shlex.split(line.split(" (or: ", 1)[1].removesuffix(")"))
+    assert command[:3] == ["tvref", "snapshot", "record"]
+    assert main(["--quiet", *command[1:], "--images", "1"]) == 0
+    pytester.runpytest_inprocess("-p", "no:randomly", *args).assert_outcomes(passed=1)
+
+
+@pytest.fixture
+def own_snapshot(snapshot_file, tmp_path) -> Path:
+    """A copy of the module's snapshot (of the undrifted checkpoint) for a test to overwrite."""
+    path = tmp_path / "snap.json"
+    shutil.copyfile(snapshot_file, path)
+    return path
+
+
+def test_snapshot_update_re_records_the_file_instead_of_checking_it(pytester, own_snapshot, checkpoint, drifted):
+    pytester.runpytest_inprocess(*_plugin_args(own_snapshot, drifted), "--snapshot-update").assert_outcomes(passed=1)
+    pytester.runpytest_inprocess(*_plugin_args(own_snapshot, drifted)).assert_outcomes(passed=1)
+    pytester.runpytest_inprocess(*_plugin_args(own_snapshot, checkpoint)).assert_outcomes(failed=1)
+
+
+def test_snapshot_update_keeps_the_files_tolerances_image_count_and_mask_threshold(pytester, checkpoint, drifted,
+                                                                                  tmp_path):
+    path = tmp_path / "snap.json"
+    assert main(["--quiet", "snapshot", "record", "--checkpoint", str(checkpoint), "--data", str(DATA), "--images",
+                 "2", "--box-atol", "3.5", "--mask-iou-min", "0.5", "--out", str(path)]) == 0
+    before = snap.load(path)
+    before["mask_threshold"] = 0.4
+    snap.save(path, before)
+    pytester.runpytest_inprocess(*_plugin_args(path, drifted), "--snapshot-update").assert_outcomes(passed=1)
+    after = snap.load(path)
+    assert after["tolerances"] == before["tolerances"] and after["tolerances"]["box_atol"] == 3.5
+    assert len(after["images"]) == 2 and after["mask_threshold"] == 0.4
+    assert after["images"] != before["images"]  # re-recorded from the drifted checkpoint
+
+
+def test_snapshot_update_of_a_missing_file_records_it_with_the_defaults_of_tvref_snapshot_record(
+        pytester, checkpoint, tmp_path):
+    path = tmp_path / "snap.json"
+    pytester.runpytest_inprocess(*_plugin_args(path, checkpoint), "--snapshot-update").assert_outcomes(passed=1)
+    written = snap.load(path)
+    assert len(written["images"]) == 20 and snap.Tolerances.from_dict(written["tolerances"]) == snap.Tolerances()
+
+
+def test_snapshot_update_names_the_file_it_wrote_in_the_terminal_summary(pytester, own_snapshot, drifted):
+    result = pytester.runpytest_inprocess(*_plugin_args(own_snapshot, drifted), "--snapshot-update")
+    result.stdout.fnmatch_lines(["*= model snapshot =*",
+                                 f"{own_snapshot}: snapshot written, 4 images, * detections (tolerances and image "
+                                 "count kept from the previous snapshot: * changes beyond tolerance)"])
+
+
+def test_an_interrupted_snapshot_update_leaves_the_old_file_intact(pytester, own_snapshot, drifted, monkeypatch):
+    before = own_snapshot.read_bytes()
+
+    def killed(src, dst):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr("reference.atomic_io.os.replace", killed)
+    result = pytester.runpytest_inprocess(*_plugin_args(own_snapshot, drifted), "--snapshot-update")
+    result.assert_outcomes(failed=1)
+    assert own_snapshot.read_bytes() == before and sorted(own_snapshot.parent.iterdir()) == [own_snapshot]
+
+
+def test_snapshot_update_refuses_to_replace_a_file_that_is_not_a_snapshot(pytester, checkpoint, tmp_path):
+    path = tmp_path / "snap.json"
+    path.write_text('{"format": "someone-elses/1"}')
+    result = pytester.runpytest_inprocess(*_plugin_args(path, checkpoint), "--snapshot-update")
+    assert result.ret == 4  # pytest's exit code for usage errors
+    result.stderr.fnmatch_lines(["*--snapshot: *format tag 'someone-elses/1'*--snapshot-update replaces only a "
+                                 "snapshot*"])
+    assert path.read_text() == '{"format": "someone-elses/1"}'
+
+
+def test_snapshot_update_without_a_snapshot_is_a_usage_error(pytester):
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "--snapshot-update")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--snapshot-update: also give --snapshot FILE*"])
 
 
 def test_the_plugin_module_itself_imports_no_torch():

@@ -22,6 +22,7 @@ the one that sees a halved rate here; the demo's gate (fixtures/expected_results
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pytest
 import torch
 
 from reference import training, user_gate
-from reference.cli import main
+from reference.cli import _cmd_gate_measure, build_parser, main
 from reference.gate import tolerance_from
 from reference.testing.synthetic import generate
 
@@ -220,3 +221,18 @@ def test_the_pytest_item_refuses_bad_input_as_a_usage_error(pytester, gate_file,
     result = _pytest(pytester, gate_file, tmp_path / "nowhere")
     assert result.ret == 4  # pytest's exit code for usage errors
     result.stderr.fnmatch_lines([f"*--gate: --data {tmp_path / 'nowhere'}: no such folder*"])
+
+
+def test_the_pytest_item_of_a_missing_gate_file_fails_in_one_line_naming_tvref_gate_measure(pytester, data,
+                                                                                           tmp_path):
+    gate = tmp_path / "expected.json"
+    result = _pytest(pytester, gate, data)
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("___")) + 1
+    (line,) = lines[start:next(i for i in range(start, len(lines)) if lines[i].startswith("="))]
+    assert line.startswith(f"{gate}: no such gate file; measure it with: tvref gate measure --data {data} ")
+    command = shlex.split(line.split("measure it with: ", 1)[1].split(" (", 1)[0])
+    chosen = ["ci" if arg == "RECIPE" else "standin" if arg == "WEIGHTS" else arg for arg in command]
+    parsed = build_parser().parse_args(chosen[1:])  # the line is a gate measure command, once chosen
+    assert (parsed.func, parsed.data, parsed.out) == (_cmd_gate_measure, str(data), str(gate))
