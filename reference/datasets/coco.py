@@ -49,6 +49,7 @@ import logging
 import math
 import re
 import urllib.parse
+from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Sequence
 
@@ -60,7 +61,8 @@ from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
 from ..contract.summary import SampleSummary
-from .common import DatasetError, SafeRoot, SampleNotes, far_outside, issue, max_image_pixels
+from .common import (FAR_OUTSIDE, DatasetError, SafeRoot, SampleNotes, collection_paused, far_outside, issue,
+                     max_image_pixels, read_json)
 from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
 from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups,
                     unknown_label_hint)
@@ -177,6 +179,112 @@ def image_root_candidates(annotation_json: Path) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+# The fields a usable annotation needs; with "area" and "iscrowd" present too it needs no repair.
+_REQUIRED = ("id", "image_id", "category_id", "bbox")
+_PLAIN_FIELDS = frozenset(_REQUIRED + ("area", "iscrowd"))
+
+
+def _numeric_rows(rows: list[list]) -> np.ndarray:
+    """Which rows hold only ints and floats (no bool, no string): one pass over every value's type for the usual
+    file, row by row only when some value is of another type."""
+    if set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        return np.ones(len(rows), dtype=bool)
+    return np.fromiter((set(map(type, row)) <= _NUMBER_TYPES for row in rows), dtype=bool, count=len(rows))
+
+
+def _floats(rows: list[list], width: int | None = None) -> np.ndarray:
+    """The numbers of ``rows`` (checked numeric) as one float64 array, [len(rows), width] when given."""
+    count = sum(map(len, rows)) if width is None else width * len(rows)
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=count)
+    return flat if width is None else flat.reshape(-1, width)
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    """Finite and small enough that float64 holds every integer exactly, so comparisons and sums give what
+    Python's arithmetic on the values as read gives."""
+    return np.isfinite(values) & (np.abs(values) < 2.0**52)
+
+
+def plainly_usable(raw: list, index_of: dict, sizes: np.ndarray, labelled: set[int]) -> np.ndarray | None:
+    """Which annotations :meth:`CocoInstancesDataset._prepare` would keep as read without a word, decided for
+    the whole file at once (numpy over its boxes and polygon vertices, not a Python check per value), so that
+    only the others take the annotation-by-annotation way. True means: a dict with every field of
+    ``_PLAIN_FIELDS``, an image of ``index_of`` (``sizes``: its (H, W) by sample index), a category id in
+    ``labelled``, 4 finite numbers for a box of positive size not far outside the image, finite numeric
+    ``area`` and ``iscrowd``, and no segmentation or polygons of an even count of at least 6 finite numbers
+    none far outside (RLE and 4-number rectangles go the other way). None when annotation ids repeat or cannot
+    be compared: then every annotation goes the other way, which reports them."""
+    n = len(raw)
+    ok = np.fromiter((type(a) is dict and a.keys() >= _PLAIN_FIELDS for a in raw), dtype=bool, count=n)
+    try:
+        ids = [a["id"] for a in raw if type(a) is dict and "id" in a]
+        if len(set(ids)) != len(ids):
+            return None
+        image = np.fromiter((index_of.get(a["image_id"], -1) if o else -1 for a, o in zip(raw, ok)),
+                            dtype=np.int64, count=n)
+    except TypeError:  # an unhashable id
+        return None
+    ok &= image >= 0
+    ok &= np.fromiter((o and type(a["category_id"]) is int and a["category_id"] in labelled
+                       and type(a["bbox"]) is list and len(a["bbox"]) == 4
+                       for a, o in zip(raw, ok)), dtype=bool, count=n)
+    at = np.flatnonzero(ok)
+    rows = [raw[k]["bbox"] for k in at]
+    scalars = [(raw[k]["area"], raw[k]["iscrowd"]) for k in at]
+    numeric = _numeric_rows(rows) & _numeric_rows(scalars)
+    ok[at[~numeric]] = False
+    if not numeric.all():
+        rows, scalars = [r for r, keep in zip(rows, numeric) if keep], [r for r, keep in zip(scalars, numeric) if keep]
+        at = at[numeric]
+    if not len(at):
+        return ok
+    values = np.concatenate([_floats(rows, 4), _floats(scalars, 2)], axis=1)
+    x1, y1, bw, bh = values[:, :4].T
+    h, w = (sizes[image[at], d].astype(np.float64) for d in (0, 1))
+    ok[at] = (_exact(values[:, :4]).all(1) & np.isfinite(values[:, 4:]).all(1) & (bw > 0) & (bh > 0)
+              & ~_far(x1, x1 + bw, w) & ~_far(y1, y1 + bh, h))
+    return _polygons_usable(raw, ok, sizes[image])
+
+
+def _far(lo: np.ndarray, hi: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """:func:`far_outside` along one axis, vectorised."""
+    return (lo < -FAR_OUTSIDE * extent) | (hi > (1 + FAR_OUTSIDE) * extent)
+
+
+def _polygons_usable(raw: list, ok: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``ok`` with the annotations whose segmentation would not be kept as read turned False (see
+    :func:`plainly_usable`); ``size``: each annotation's image (H, W)."""
+    at = np.flatnonzero(ok)
+    segs = [raw[k].get("segmentation") for k in at]
+    listed = np.fromiter((type(s) is list and len(s) > 0 for s in segs), dtype=bool, count=len(segs))
+    ok[at] = listed | np.fromiter((s is None or s == [] or s == {} for s in segs), dtype=bool, count=len(segs))
+    which = at[listed]
+    if not len(which):
+        return ok
+    polygons = [segs[k] for k in np.flatnonzero(listed)]
+    owner = np.repeat(np.arange(len(which)), np.fromiter(map(len, polygons), dtype=np.int64, count=len(which)))
+    parts = list(chain.from_iterable(polygons))
+    lengths = np.fromiter((len(p) if type(p) is list else 0 for p in parts), dtype=np.int64, count=len(parts))
+    shaped = (lengths >= 6) & (lengths % 2 == 0)
+    shaped[shaped] = _numeric_rows([p for p, keep in zip(parts, shaped) if keep]) if not shaped.all() \
+        else _numeric_rows(parts)
+    bad = np.zeros(len(which), dtype=bool)
+    bad[owner[~shaped]] = True
+    kept = parts if shaped.all() else [p for p, keep in zip(parts, shaped) if keep]
+    if kept:
+        owner, lengths = owner[shaped], lengths[shaped]
+        coords = _floats(kept)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) // 2
+        xs, ys = coords[0::2], coords[1::2]  # every part has an even count, so x and y alternate throughout
+        exact = np.logical_and.reduceat(_exact(xs) & _exact(ys), starts)
+        h, w = (size[which[owner], d].astype(np.float64) for d in (0, 1))
+        far = (_far(np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts), w)
+               | _far(np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts), h))
+        bad |= np.bincount(owner, weights=~exact | far, minlength=len(which)) > 0
+    ok[which[bad]] = False
+    return ok
+
+
 class CocoInstancesDataset(Dataset):
     """A COCO instances file over an image root (v2 flavour: ``tv_tensors``, int ``image_id``).
 
@@ -197,6 +305,10 @@ class CocoInstancesDataset(Dataset):
         self.merge_similar_names = merge_mode(merge_similar_names)
         self.load_violations: list[Violation] = []
         self._name = self.annotation_json.name
+        with collection_paused():  # a million annotations are a few million objects
+            self._build(images_dir, classes)
+
+    def _build(self, images_dir: str | Path | None, classes: Sequence[str] | None) -> None:
         doc = self._read()
         cats = self._categories(doc["categories"], doc["annotations"])
         # labelme2coco re-encodes every image upright (no EXIF): a tag found on one was left there by another tool
@@ -229,7 +341,7 @@ class CocoInstancesDataset(Dataset):
 
     def _read(self) -> dict:
         try:
-            doc = json.loads(self.annotation_json.read_text(encoding="utf-8-sig"))  # a byte-order mark: skipped
+            doc = read_json(self.annotation_json)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{self.annotation_json}: not a readable COCO JSON ({exc})") from exc
         if not isinstance(doc, dict):
@@ -441,7 +553,20 @@ class CocoInstancesDataset(Dataset):
 
     def _collect(self, raw: list, cats: dict[int, dict]) -> None:
         seen_ids: dict[Any, int] = {}
+        plain = None
+        if not self.num_keypoints:
+            sizes = np.array([(im["height"], im["width"]) for im in self.images], dtype=np.int64).reshape(-1, 2)
+            labelled = {cid for cid in self.cat_id_to_label if cats[cid]["kind"] == "object"}
+            try:
+                plain = plainly_usable(raw, self._index_of, sizes, labelled)
+            except OverflowError:  # an integer beyond float64: the annotation loop reports it
+                plain = None
         for k, ann in enumerate(raw):
+            if plain is not None and plain[k]:  # kept as read: see plainly_usable
+                segm = ann.get("segmentation")
+                ann["_segm"] = segm if segm else None
+                self.annotations[self._index_of[ann["image_id"]]].append(ann)
+                continue
             if not isinstance(ann, dict):
                 self.load_violations.append(issue("ANNOTATION_INVALID", None, "annotations", f"{self._name}: "
                                                   f"annotations[{k}] is a {type(ann).__name__}, not an object"))

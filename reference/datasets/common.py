@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +42,29 @@ def far_outside(xs: Sequence[float], ys: Sequence[float], height: int, width: in
     """Whether any point lies more than ``FAR_OUTSIDE`` image sizes outside the ``height`` x ``width`` image."""
     return (min(xs) < -FAR_OUTSIDE * width or max(xs) > (1 + FAR_OUTSIDE) * width
             or min(ys) < -FAR_OUTSIDE * height or max(ys) > (1 + FAR_OUTSIDE) * height)
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the body runs (as it was afterwards). Building the millions of
+    objects of a large annotation file otherwise triggers collections that rescan all of them: for a COCO
+    train2017-sized file they take half the time of reading it."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document in ``path`` (UTF-8, a byte-order mark skipped), with collections paused while its
+    objects are made. The standard library's parser, since the faster ones change what a file says (orjson reads
+    an integer beyond 64 bits as a float). Raises OSError, UnicodeDecodeError or json.JSONDecodeError."""
+    text = path.read_text(encoding="utf-8-sig")
+    with collection_paused():
+        return json.loads(text)
 
 
 class DatasetError(ValueError):
