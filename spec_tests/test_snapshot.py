@@ -309,6 +309,8 @@ def test_check_of_a_missing_snapshot_names_the_record_command_that_makes_it(chec
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {path}: no such snapshot file; record it with: tvref snapshot record ")
     command = shlex.split(line.split("record it with: ", 1)[1])
+    assert command == ["tvref", "snapshot", "record", "--checkpoint", str(checkpoint), "--data", str(DATA),
+                       "--format", "pennfudan", "--out", str(path)]
     assert main(["--quiet", *command[1:], "--images", "1"]) == 0  # the line as given makes the file
     assert main(["--quiet", "snapshot", "check", str(path), "--checkpoint", str(checkpoint), "--data", str(DATA),
                  "--format", "pennfudan"]) == 0
@@ -398,6 +400,7 @@ def test_a_missing_snapshot_fails_the_test_in_one_line_with_the_pytest_command_t
     (line,) = _failure_message(result)
     assert line.startswith(f"{path}: no such snapshot file; create it with: pytest ")
     command = shlex.split(line.split("create it with: ", 1)[1].split(" (or: ", 1)[0])
+    assert command == ["pytest", *args, "--snapshot-update"]
     pytester.runpytest_inprocess("-p", "no:randomly", *command[1:]).assert_outcomes(passed=1)
     pytester.runpytest_inprocess("-p", "no:randomly", *args).assert_outcomes(passed=1)
 
@@ -407,7 +410,8 @@ def test_a_missing_snapshot_fails_the_test_naming_the_tvref_command_that_creates
     args = ["--snapshot", str(path), "--snapshot-checkpoint", str(checkpoint), "--snapshot-data", str(DATA)]
     (line,) = _failure_message(pytester.runpytest_inprocess("-p", "no:randomly", *args))
     command = shlex.split(line.split(" (or: ", 1)[1].removesuffix(")"))
-    assert command[:3] == ["tvref", "snapshot", "record"]
+    assert command == ["tvref", "snapshot", "record", "--checkpoint", str(checkpoint), "--data", str(DATA), "--out",
+                       str(path)]
     assert main(["--quiet", *command[1:], "--images", "1"]) == 0
     pytester.runpytest_inprocess("-p", "no:randomly", *args).assert_outcomes(passed=1)
 
