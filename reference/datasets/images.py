@@ -102,17 +102,105 @@ def _png_header(f: BinaryIO, head: bytes) -> ImageHeaderInfo:
         f.seek(length + 4, io.SEEK_CUR)  # the data and its CRC
 
 
+# JPEG markers a plain file holds before its scan, each followed by a segment length: APP0-15, DQT, DHT, DRI, COM;
+# the frame headers (SOF0-15 but DHT, JPG and DAC) give the size; SOS starts the scan.
+_JPEG_SEGMENTS = frozenset([*range(0xE0, 0xF0), 0xDB, 0xC4, 0xDD, 0xFE])
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_SCAN = 0xDA
+_EXIF_APP1 = b"Exif\0\0"
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\0"
+JPEG_READ = 4096  # bytes read at once while walking the segments (a camera's EXIF thumbnail needs more reads)
+
+
+def _jpeg_header(f: BinaryIO, head: bytes) -> ImageHeaderInfo | None:
+    """A plain JPEG's size and orientation as Pillow's opening gives them, from its segments up to the scan, in
+    far less time than Pillow takes to open it; None for anything else (padding or junk between segments, a
+    marker not listed above, an XMP packet, which may hold the orientation, a frame Pillow refuses, a file that
+    ends early): Pillow then reads it."""
+    buf, pos, size, exif = head, 2, None, None
+    while True:
+        if pos + 4 > len(buf):
+            more = f.read(JPEG_READ)
+            if not more:
+                return None
+            buf += more
+            continue
+        if buf[pos] != 0xFF:
+            return None
+        marker = buf[pos + 1]
+        if marker == _JPEG_SCAN:
+            break
+        if marker not in _JPEG_SEGMENTS and marker not in _JPEG_FRAMES:
+            return None
+        length = int.from_bytes(buf[pos + 2:pos + 4], "big")
+        if length < 2:
+            return None
+        end = pos + 2 + length
+        while end + 2 > len(buf):
+            more = f.read(max(JPEG_READ, end + 2 - len(buf)))
+            if not more:
+                return None
+            buf += more
+        segment = buf[pos + 4:end]
+        if marker in _JPEG_FRAMES:
+            if len(segment) < 6 or segment[0] != 8 or segment[5] not in (1, 3, 4):
+                return None
+            size = (int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big"))
+        elif marker == 0xE1 and segment.startswith(_EXIF_APP1):
+            exif = segment if exif is None else exif + segment[6:]  # Pillow joins them so
+        elif not _plain_segment(marker, segment):
+            return None
+        pos = end
+    if size is None or 0 in size:
+        return None
+    if exif is None:
+        return ImageHeaderInfo(size)
+    tags = Image.Exif()
+    try:
+        tags.load(exif)
+    except Exception:  # noqa: BLE001 - what Pillow makes of a broken EXIF depends on the rest of the file
+        return None
+    return ImageHeaderInfo(size, _valid(tags.get(ORIENTATION_TAG, 1)))
+
+
+def _plain_segment(marker: int, segment: bytes) -> bool:
+    """Whether Pillow's opening reads nothing from this segment that bears on the size or orientation, nor fails
+    on it: not an XMP packet (its ``tiff:Orientation`` counts where EXIF has none), a multi-picture index (MPO),
+    a truncated ICC profile chunk or Adobe marker, or a quantization table Pillow refuses."""
+    if marker == 0xE1:
+        return not segment.startswith(_XMP_APP1)
+    if marker == 0xE2:
+        return not segment.startswith(b"MPF\0") and not (segment.startswith(b"ICC_PROFILE\0") and len(segment) < 14)
+    if marker == 0xEE:
+        return not (segment.startswith(b"Adobe") and len(segment) < 7)
+    if marker == 0xDB:
+        at = 0
+        while at < len(segment):
+            at += 1 + (1 if segment[at] < 16 else 2) * 64
+        return at == len(segment)
+    return True
+
+
+def _checked(info: ImageHeaderInfo) -> ImageHeaderInfo:
+    """``info``, or the error Pillow raises on opening an image of more pixels than it decodes."""
+    if info.stored[0] * info.stored[1] > max_image_pixels():
+        raise Image.DecompressionBombError(f"{info.stored[0] * info.stored[1]} pixels")
+    return info
+
+
 def read_header(source: Source, *, what: str | None = None) -> ImageHeaderInfo:
-    """Stored size and orientation from the file header, no pixel decoded; DatasetError naming the file."""
+    """Stored size and orientation from the file header, no pixel decoded; DatasetError naming the file.
+    A PNG's chunks and a plain JPEG's segments are read here, other files by Pillow's opening."""
     try:
         if isinstance(source, Path):
             with open(source, "rb") as f:
-                head = f.read(24)
+                head = f.read(JPEG_READ)
                 if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
-                    info = _png_header(f, head)
-                    if info.stored[0] * info.stored[1] > max_image_pixels():
-                        raise Image.DecompressionBombError(f"{info.stored[0] * info.stored[1]} pixels")
-                    return info
+                    return _checked(_png_header(f, head))
+                if head[:3] == b"\xff\xd8\xff":
+                    info = _jpeg_header(f, head)
+                    if info is not None:
+                        return _checked(info)
         with _open(source) as im:  # opening reads the header only
             return ImageHeaderInfo((im.height, im.width), orientation_of(im))
     except Exception as exc:  # noqa: BLE001 - name the file whatever the parser said
