@@ -482,6 +482,14 @@ def test_snapshot_update_refuses_to_replace_a_file_that_is_not_a_snapshot(pytest
     assert path.read_text() == '{"format": "someone-elses/1"}'
 
 
+def test_update_snapshot_leaves_a_file_that_is_not_a_snapshot_as_it_is(checkpoint, tmp_path):
+    path = tmp_path / "snap.json"
+    path.write_text('{"format": "someone-elses/1"}')
+    with pytest.raises(snap.SnapshotError, match="format tag 'someone-elses/1'"):
+        snap.update_snapshot(path, checkpoint, DATA)
+    assert path.read_text() == '{"format": "someone-elses/1"}'
+
+
 def test_snapshot_update_without_a_snapshot_is_a_usage_error(pytester):
     result = pytester.runpytest_inprocess("-p", "no:randomly", "--snapshot-update")
     assert result.ret == 4
