@@ -90,15 +90,53 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_gpu)
         if "benchmark_run" in item.keywords and in_xdist_worker:
             item.add_marker(shared)
-    # Longest first: the gate's training, then the files with the most CPU time (measured; pytest -n 2 --dist
-    # loadfile --no-loadscope-reorder hands whole files out in this order), so that neither worker is left with
-    # a long file at the end while the other idles. Within a rank the order stays pytest-randomly's.
-    items.sort(key=lambda item: ("gate" not in item.keywords, _file_rank(item)))
+    # Longest first, so that neither xdist worker is left with a long file at the end while the other idles
+    # (pytest -n 2 --dist loadfile --no-loadscope-reorder hands whole files out in this order): the gate's
+    # training (its marker says which test it is), then, under xdist, the files by the seconds they took in the
+    # last run that ran them (pytest's cache; files never timed, and every file without a cache, e.g. with
+    # -p no:cacheprovider, keep pytest-randomly's order). In one process the files keep pytest-randomly's order,
+    # so --randomly-seed=N repeats a run's order whatever the cache holds. Within a file the order stays
+    # pytest-randomly's.
+    seconds = _recorded_file_seconds(config) if in_xdist_worker else {}
+    items.sort(key=lambda item: ("gate" not in item.keywords, -seconds.get(_file_of(item.nodeid), 0.0)))
 
 
-LONGEST_FILES = ("test_models.py", "test_training.py", "test_contract_properties.py", "test_transforms.py")
+# --- each file's seconds, recorded for the next run's order --------------------------------------------------
+
+FILE_SECONDS_KEY = "tvref/file_seconds"
+_seconds_this_run: dict[str, float] = {}
 
 
-def _file_rank(item) -> int:
-    name = item.path.name
-    return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _recorded_file_seconds(config) -> dict[str, float]:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: the controller's copy (pytest_configure_node)
+        return workerinput.get("tvref_file_seconds", {})
+    cache = getattr(config, "cache", None)
+    return cache.get(FILE_SECONDS_KEY, {}) if cache is not None else {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """The xdist controller reads the recorded seconds once and hands every worker that copy: a run finishing
+    beside this one may rewrite the cache while the workers collect, and workers that collected different orders
+    would abort the run."""
+    node.workerinput["tvref_file_seconds"] = _recorded_file_seconds(node.config)
+
+
+def pytest_runtest_logreport(report):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller (or the only process) sees every report
+        file = _file_of(report.nodeid)
+        _seconds_this_run[file] = _seconds_this_run.get(file, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    cache = getattr(session.config, "cache", None)
+    if "PYTEST_XDIST_WORKER" in os.environ or cache is None or not _seconds_this_run:
+        return
+    recorded = dict(cache.get(FILE_SECONDS_KEY, {}))
+    recorded.update({file: round(s, 2) for file, s in _seconds_this_run.items()})
+    cache.set(FILE_SECONDS_KEY, recorded)
