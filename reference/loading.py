@@ -154,7 +154,7 @@ class TimedSamples:
     Other attributes (``get_height_and_width``, ``classes``, ...) are the dataset's.
     """
 
-    sample_summary = None  # every sample is loaded, under the timeout; the loader's quick summary is not used
+    sample_summaries = None  # every sample is loaded, under the timeout; the loader's quick summary is not used
 
     def __init__(self, dataset: Any, timeout: float, count: int):
         self.dataset, self.timeout, self.count = dataset, timeout, count

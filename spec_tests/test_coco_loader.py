@@ -10,6 +10,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +144,37 @@ def test_repeated_annotation_ids_send_the_whole_file_down_the_annotation_loop(tm
     ds, plain = _lane_of(tmp_path, path)
     assert plain is None
     assert [v.code for v in ds.load_violations] == ["ANNOTATION_ID_DUPLICATE"]
+
+
+def test_a_summary_batch_measures_each_mask_as_pycocotools_measures_it_alone(tmp_path):
+    """More masks than pycocotools' area() takes in one list (255), of one and of two polygons."""
+    anns = [{**_annotation(k + 1, k % 3, "clean"), "segmentation": [_polygon(2 + k % 40, 3, 4 + k % 7)]}
+            for k in range(300)]
+    anns += [_annotation(301, 0, "two_polygons"), _annotation(302, 1, "uncompressed_rle")]
+    path = _write(tmp_path, anns)
+    ds = CocoInstancesDataset(tmp_path, path)
+    for i in range(3):
+        Image.new("RGB", SIZE[::-1]).save(tmp_path / f"{i}.jpg")
+    batch, left_out = ds.sample_summaries([0, 1, 2], decode=False)
+    assert left_out == [] and batch is not None and int(batch.counts.sum()) == 302
+    want_area, want_box = [], []
+    for i in range(3):
+        for a in ds.annotations[i]:
+            rle = coco.segmentation_rle(a["_segm"], *SIZE)
+            want_area.append(int(mask_utils.area(rle)))
+            x, y, w, h = mask_utils.toBbox(rle)
+            want_box.append([x, y, x + w, y + h])
+    assert batch.mask_area.tolist() == want_area
+    assert batch.mask_box.tolist() == want_box
+
+
+def test_the_pickling_probe_leaves_out_the_parsed_records_but_not_the_transforms(tmp_path):
+    from reference.contract.traversal import check_picklable
+
+    path = _write(tmp_path, [_annotation(1, 0, "clean")])
+    ds = CocoInstancesDataset(tmp_path, path)
+    assert check_picklable(ds) == []
+    ds.annotations[0][0]["unpicklable"] = lambda: None  # never in a parsed file: shows the records are left out
+    assert check_picklable(ds) == []
+    ds.transforms = lambda image, target: (image, target)
+    assert [v.code for v in check_picklable(ds)] == ["NOT_PICKLABLE"]

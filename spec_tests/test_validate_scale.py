@@ -19,6 +19,7 @@ from reference.datasets import PennFudanDataset, open_dataset
 from reference.testing.synthetic import generate
 from reference.transforms import get_preset
 
+from . import tool_exports
 from .conftest import FIXTURES, ROOT
 
 
@@ -73,10 +74,10 @@ def test_headers_only_gives_the_decoding_report_on_each_tool_export(export, monk
 
 
 def _full_way(dataset):
-    """The same dataset with no ``sample_summary``: every sample built and checked in full (a local class: the
+    """The same dataset with no ``sample_summaries``: every sample built and checked in full (a local class: the
     callers skip the pickling check)."""
     class FullWay(type(dataset)):
-        sample_summary = None
+        sample_summaries = None
 
     dataset.__class__ = FullWay
     return dataset
@@ -100,6 +101,24 @@ def test_the_quick_check_gives_the_full_checks_report_on_each_coco_tool_export(e
     full = validate_dataset(_full_way(open_dataset(FIXTURES / "exports" / export)), num_classes=3,
                             check_pickle=False)
     assert quick.to_dict() == full.to_dict()
+
+
+@pytest.mark.parametrize("visibility", [2, 3], ids=["clean", "visibility-3"])
+def test_the_quick_check_gives_the_full_checks_report_on_a_keypoints_export(tmp_path, visibility, monkeypatch):
+    from reference.contract import traversal
+
+    root = tool_exports.write_cvat_keypoints(tmp_path / "cvat")
+    path = root / "annotations" / "person_keypoints_default.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["keypoints"][2] = visibility
+    path.write_text(json.dumps(doc))
+    built = []
+    real = traversal.check_sample
+    monkeypatch.setattr(traversal, "check_sample", lambda *a, **k: built.append(1) or real(*a, **k))
+    quick = validate_dataset(open_dataset(root), num_keypoints=3, check_pickle=False).to_dict()
+    assert built == ([] if visibility == 2 else [1])  # a clean sample goes the quick way, a damaged one in full
+    full = validate_dataset(_full_way(open_dataset(root)), num_keypoints=3, check_pickle=False).to_dict()
+    assert quick == full
 
 
 def test_the_quick_check_proves_clean_samples_and_leaves_damaged_ones_to_the_full_check(damaged, monkeypatch):

@@ -1,32 +1,41 @@
 """The dataset traversal: :func:`validate_dataset` checks every sample where it is loaded (in this process, or in
 DataLoader workers, which send back findings rather than images), with
-:func:`~reference.contract.checks.check_sample`, or from the loader's summary where :func:`quick_check` proves
+:func:`~reference.contract.checks.check_sample`, or from the loader's summaries where :func:`quick_check_batch` proves
 the full check would find nothing, or from the image headers only where that gives the same answer; then it
 adds the rules only the whole dataset can break. The report is the same whichever way a sample went."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-import torch
+import numpy as np
 
 from .checks import ImageHeader, Parsed, check_sample, image_id_of, image_size
 from .dataset_rules import Stats, class_names_of, dataset_checks, image_fingerprint
 from .orientation import EXPLAINED, check_orientation
 from .report import Collector, Report, Violation
 from .rules import RULES
-from .summary import quick_check
+from .summary import SummaryBatch, quick_check_batch
 
 log = logging.getLogger(__name__)
 
 
 def check_picklable(dataset: Any) -> list[Violation]:
-    """NOT_PICKLABLE when the dataset cannot be sent to DataLoader workers (spawn start method)."""
+    """NOT_PICKLABLE when the dataset cannot be sent to DataLoader workers (spawn start method). The attributes
+    a loader lists in ``PARSED_DATA`` (records parsed from its files: lists, dicts, strings and numbers, which
+    always pickle) are left out of the probe: a million annotations take seconds to pickle."""
+    probe = dataset
+    bulk = getattr(type(dataset), "PARSED_DATA", ())
+    if bulk:
+        probe = copy.copy(dataset)
+        for name in bulk:
+            setattr(probe, name, None)
     try:
-        pickle.dumps(dataset)
+        pickle.dumps(probe)
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the finding
         return [Violation.of("NOT_PICKLABLE", None, "dataset",
                              None, f"pickling the dataset failed: {type(exc).__name__}: {exc}",
@@ -100,6 +109,27 @@ class _Checked:
     fingerprint: tuple[str, int | None] | None = None
 
 
+@dataclass
+class _CleanRun:
+    """Consecutive samples the batch quick check proved clean: what the statistics and the id rules need of
+    them, and the notes their loader made (see :class:`~reference.contract.summary.SummaryBatch`)."""
+
+    indices: list[int]
+    sizes: np.ndarray
+    image_ids: list[int]
+    counts: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    findings: list[list[Violation]]
+
+    @classmethod
+    def of(cls, batch: SummaryBatch, first: int, stop: int) -> _CleanRun:
+        """Batch positions ``first:stop``."""
+        rows = slice(int(batch.counts[:first].sum()), int(batch.counts[:stop].sum()))
+        return cls(batch.indices[first:stop], batch.sizes[first:stop], batch.image_ids[first:stop],
+                   batch.counts[first:stop], batch.boxes[rows], batch.labels[rows], batch.findings[first:stop])
+
+
 @dataclass(frozen=True)
 class _Settings:
     """How the samples are checked (the same in every worker)."""
@@ -109,7 +139,7 @@ class _Settings:
     model_ready: bool
     fingerprint: bool
     headers: bool
-    quick: bool  # the loader's sample_summary may stand in for building the sample
+    quick: bool  # the loader's sample_summaries may stand in for building the samples
     require_masks: bool | None
 
 
@@ -123,37 +153,51 @@ class _Checker:
     def __init__(self, dataset: Any, settings: _Settings):
         self.dataset, self.settings = dataset, settings
         self.masks_seen: bool | None = None
+        # whole chunks summarised at once (the quick check), for a loader whose images carry no frame question
+        # (check_orientation needs a PIL image or an image_path to find one)
+        self.batched = settings.quick and not callable(getattr(dataset, "image_path", None))
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, chunk: list[int]) -> list[_Checked]:
+    def __getitem__(self, chunk: list[int]) -> list[_Checked | _CleanRun]:
+        if self.batched:
+            return self._check_batch(chunk)
         return [self.check(i) for i in chunk]
 
-    def _quick(self, i: int) -> _Checked | None:
-        """The sample proved clean from its summary, or None (then it is checked in full)."""
+    def _check_batch(self, chunk: list[int]) -> list[_Checked | _CleanRun]:
+        """The chunk's samples in order: runs of consecutive ones the batch quick check proves clean, and each
+        other one checked the full way."""
         st = self.settings
-        try:
-            summary = self.dataset.sample_summary(i, decode=not st.headers)
-        except Exception:  # noqa: BLE001 - the full check reports it as loading it reports it
-            return None
-        parsed = quick_check(summary, num_classes=st.num_classes, num_keypoints=st.num_keypoints,
-                             require_masks=st.require_masks)
-        if parsed is None:
-            return None
-        header = ImageHeader(*summary.size)
-        frame = check_orientation(self.dataset, i, header, {"boxes": torch.from_numpy(summary.boxes)})
-        if frame:  # a finding about the frame: the full check words it with the sample's own values
-            return None
-        return _Checked(sample_findings(self.dataset, i), parsed=parsed,
-                        items=check_size_hint(self.dataset, i, header), image_id=summary.image_id, id_type="int")
+        batch, _ = self.dataset.sample_summaries(chunk, decode=not st.headers)
+        clean: dict[int, int] = {}
+        if batch is not None:
+            proved = quick_check_batch(batch, num_classes=st.num_classes, num_keypoints=st.num_keypoints,
+                                       require_masks=st.require_masks)
+            for k, i in enumerate(batch.indices):
+                if proved[k] and not check_size_hint(self.dataset, i, ImageHeader(*(int(v) for v in batch.sizes[k]))):
+                    clean[i] = k
+        out: list[_Checked | _CleanRun] = []
+        run: list[int] = []
+        for i in [*chunk, None]:
+            if i is not None and i in clean and (not run or clean[i] == clean[run[-1]] + 1):
+                run.append(i)
+                continue
+            if run:
+                assert batch is not None
+                out.append(_CleanRun.of(batch, clean[run[0]], clean[run[-1]] + 1))
+                run = []
+            if i is None:
+                break
+            if i in clean:
+                run.append(i)
+            else:
+                out.append(self.check(i))
+        return out
 
     def check(self, i: int) -> _Checked:
+        """Sample ``i`` built (or its header sample read) and checked the full way."""
         st = self.settings
-        if st.quick:
-            done = self._quick(i)
-            if done is not None:
-                return done
         try:
             sample = self.dataset.header_sample(i) if st.headers else self.dataset[i]
         except Exception as exc:  # noqa: BLE001 - reported as GETITEM_FAILED or the loader's rule
@@ -194,31 +238,35 @@ def _as_is(item: Any) -> Any:
 CHUNK = 16
 
 
-def _check_all(checker: _Checker, count: int, workers: int):
-    """Yields ``(i, _Checked)`` for i in 0..count-1, in order; with ``workers`` > 0 in DataLoader workers, a
-    chunk of :data:`CHUNK` consecutive samples per request."""
+# Samples per chunk when whole chunks are summarised at once (the batch quick check): its numpy calls then cost
+# little per sample, and a few hundred samples' arrays are still small to send back.
+BATCH_CHUNK = 256
+
+
+def _check_all(checker: _Checker, count: int, workers: int) -> Iterator[_Checked | _CleanRun]:
+    """The results of samples 0..count-1 in order, a :class:`_CleanRun` standing for its samples; with
+    ``workers`` > 0 in DataLoader workers, a chunk of consecutive samples per request (:data:`CHUNK`, or
+    :data:`BATCH_CHUNK` when the checker summarises whole chunks)."""
+    size = BATCH_CHUNK if checker.batched else CHUNK
+    chunks = [list(range(s, min(s + size, count))) for s in range(0, count, size)]
     if workers <= 0:
-        for i in range(count):
-            yield i, checker.check(i)
+        for chunk in chunks:
+            yield from checker[chunk]
         return
     from torch.utils.data import DataLoader
 
-    chunks = [list(range(s, min(s + CHUNK, count))) for s in range(0, count, CHUNK)]
     loader = DataLoader(checker, batch_size=None, sampler=chunks, num_workers=workers, collate_fn=_as_is)
-    i = 0
     for results in loader:
-        for done in results:
-            yield i, done
-            i += 1
+        yield from results
 
 
 def _first_masks(dataset: Any, count: int, headers: bool) -> bool | None:
     """Whether the first sample that loads as a pair with a dict target has masks (the MISSING_KEY rule asks
     every later sample for masks when it does); None when none does. Loaded here once when samples are checked
     in workers, so that every worker applies the rule alike (in this process the checker notes it as it goes);
-    a loader with ``sample_summary`` says it in ``has_masks``."""
+    a loader with ``sample_summaries`` says it in ``has_masks``."""
     has_masks = getattr(dataset, "has_masks", None)
-    if isinstance(has_masks, bool) and callable(getattr(dataset, "sample_summary", None)):
+    if isinstance(has_masks, bool) and callable(getattr(dataset, "sample_summaries", None)):
         return has_masks
     for i in range(count):
         try:
@@ -308,11 +356,20 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
                                               "check the folder and its layout"))
     if check_pickle:
         report.violations += check_picklable(dataset)
-    quick = (callable(getattr(dataset, "sample_summary", None)) and getattr(dataset, "transforms", None) is None
+    quick = (callable(getattr(dataset, "sample_summaries", None)) and getattr(dataset, "transforms", None) is None
              and not model_ready and not fingerprint)
     settings = _Settings(num_classes, num_keypoints, model_ready, fingerprint, headers, quick,
                          _first_masks(dataset, count, headers) if count and (workers > 0 or quick) else None)
-    for i, done in _check_all(_Checker(dataset, settings), count, workers):
+    i = -1
+    for done in _check_all(_Checker(dataset, settings), count, workers):
+        if isinstance(done, _CleanRun):
+            for k, i in enumerate(done.indices):
+                tick()
+                report.violations += done.findings[k] + ids.add(i, done.image_ids[k], "int")
+            report.samples += len(done.indices)
+            stats.add_run(done.indices, done.sizes, done.counts, done.boxes, done.labels)
+            continue
+        i += 1
         tick()
         report.samples += 1
         report.violations += done.findings

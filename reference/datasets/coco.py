@@ -60,7 +60,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import ImageHeader, Violation
-from ..contract.summary import SampleSummary
+from ..contract.summary import SummaryBatch
 from .common import (FAR_OUTSIDE, DatasetError, SafeRoot, SampleNotes, collection_paused, far_outside, issue,
                      max_image_pixels, read_json)
 from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
@@ -296,6 +296,9 @@ class CocoInstancesDataset(Dataset):
     left out and recorded in ``load_violations`` (file, annotation id, field, rule); what cannot be read at all
     raises :class:`DatasetError`.
     """
+
+    # what validation's pickling probe leaves out: records parsed from the JSON file (see check_picklable)
+    PARSED_DATA = ("images", "annotations", "_paths", "_index_of")
 
     def __init__(self, images_dir: str | Path | None, annotation_json: str | Path,
                  transforms: Callable | None = None, classes: Sequence[str] | None = None, *,
@@ -829,50 +832,91 @@ class CocoInstancesDataset(Dataset):
                                               else torch.zeros((0, h, w), dtype=torch.uint8))
         return target
 
-    def sample_summary(self, idx: int, *, decode: bool) -> SampleSummary:
-        """Sample ``idx``'s target as arrays, its masks described by pycocotools' RLE area and box (no mask
-        decoded), for the validator's quick check; with ``decode`` the image is decoded as ``self[idx]`` decodes
-        it (its pixels then dropped), else only its header is read. Raises where ``self[idx]`` would."""
+    def sample_summaries(self, indices: Sequence[int], *, decode: bool) -> tuple[SummaryBatch | None, list[int]]:
+        """Samples ``indices`` as the validator's quick check reads them (:class:`SummaryBatch`): their targets
+        as arrays, their masks described by pycocotools' RLE area and box (no mask decoded, one call for the
+        batch); with ``decode`` each image is decoded as ``self[idx]`` decodes it (its pixels then dropped),
+        else only its header is read. Also the indices left out, those on which ``self[idx]`` would raise: the
+        validator checks them the full way."""
         if self.transforms is not None:
-            raise ValueError("sample_summary describes untransformed samples; this dataset has transforms")
-        path = self._image_path(idx)
-        decoded = decode_header(path) if decode else None  # one opening reads the header and decodes
-        apply = self._apply_orientation(idx, path, decoded)
-        h, w = self.get_height_and_width(idx)
-        if decoded is not None and decoded.size(apply) != (h, w):
-            raise DatasetError(f"{path}: the image's size differs from height/width in {self._name} {(h, w)}")
-        anns = self.annotations[idx]
-        boxes = np.array([[float(v) for v in a["bbox"]] for a in anns], dtype=np.float32).reshape(-1, 4)
+            raise ValueError("sample_summaries describes untransformed samples; this dataset has transforms")
+        kept, rest, sizes, ids, findings, anns = [], [], [], [], [], []
+        for idx in indices:
+            try:
+                size = self._read_frame(idx, decode)
+            except Exception:  # noqa: BLE001 - the full check reports it as loading it reports it
+                rest.append(idx)
+                continue
+            kept.append(idx)
+            sizes.append(size)
+            ids.append(int(self.images[idx]["id"]))
+            findings.append(self._notes.get(idx) or [])
+            anns.append(self.annotations[idx])
+        if not kept:
+            return None, rest
+        flat = [a for group in anns for a in group]
+        counts = np.fromiter(map(len, anns), dtype=np.int64, count=len(anns))
+        boxes = np.array([a["bbox"] for a in flat], dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         mask_area = mask_box = keypoints = None
         if self.has_masks:
-            mask_area, mask_box = self._mask_extents(anns, h, w)
+            mask_area, mask_box = self._mask_extents(anns, sizes)
         if self.num_keypoints:
-            keypoints = np.array([a["_kpts"] for a in anns], dtype=np.float32).reshape(-1, self.num_keypoints, 3)
-        return SampleSummary(
-            size=(h, w), image_id=int(self.images[idx]["id"]), boxes=boxes,
-            labels=np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
-            area=np.array([float(a["area"]) for a in anns], dtype=np.float32),
-            iscrowd=np.array([int(a["iscrowd"]) for a in anns], dtype=np.int64),
-            mask_area=mask_area, mask_box=mask_box, keypoints=keypoints)
+            keypoints = np.array([a["_kpts"] for a in flat], dtype=np.float32).reshape(-1, self.num_keypoints, 3)
+        return SummaryBatch(
+            indices=kept, sizes=np.array(sizes, dtype=np.int64).reshape(-1, 2), image_ids=ids, counts=counts,
+            boxes=boxes, labels=np.array([self.cat_id_to_label[a["category_id"]] for a in flat], dtype=np.int64),
+            area=np.array([a["area"] for a in flat], dtype=np.float32),
+            iscrowd=np.array([int(a["iscrowd"]) for a in flat], dtype=np.int64), findings=findings,
+            mask_area=mask_area, mask_box=mask_box, keypoints=keypoints), rest
 
-    def _mask_extents(self, anns: list[dict], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel count and exclusive box of each annotation's mask as :meth:`_mask` draws it, from its RLE."""
-        area = np.zeros(len(anns), dtype=np.int64)
-        box = np.zeros((len(anns), 4), dtype=np.float64)
-        for k, a in enumerate(anns):
-            segm = a["_segm"]
-            if segm is None:  # a box-only annotation: its mask is the box's pixels (see _mask)
-                x, y, bw, bh = a["bbox"]
-                ys, ye = max(int(math.floor(y)), 0), min(max(int(math.ceil(y + bh)), 0), h)
-                xs, xe = max(int(math.floor(x)), 0), min(max(int(math.ceil(x + bw)), 0), w)
-                area[k] = max(ye - ys, 0) * max(xe - xs, 0)
-                box[k] = (xs, ys, xe, ye)
-                continue
-            rle = segmentation_rle(segm, h, w)
-            area[k] = int(mask_utils.area(rle))
-            x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
-            box[k] = (x, y, x + bw, y + bh)
+    def _read_frame(self, idx: int, decode: bool) -> tuple[int, int]:
+        """Sample ``idx``'s (H, W) as ``self[idx]`` would read it, from its header (decoding it with ``decode``);
+        raises where ``self[idx]`` would."""
+        path = Path(self._paths[idx])
+        info = decode_header(path) if decode else read_header(path)
+        apply = self._apply_orientation(idx, path, info)
+        size = self.get_height_and_width(idx)
+        if info.size(apply) != size:
+            raise DatasetError(f"{path}: the image's size differs from height/width in {self._name} {size}")
+        return size
+
+    def _mask_extents(self, groups: list[list[dict]], sizes: list[tuple[int, int]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel count and exclusive box of each annotation's mask as :meth:`_mask` draws it, for several
+        samples' annotations (``sizes``: their images' (H, W)): from the RLEs, measured in one call, and for a
+        box-only annotation from its box."""
+        rles: list = []
+        boxed = []
+        for group, (h, w) in zip(groups, sizes):
+            single = []  # one-polygon annotations: rasterised in one call, no merge needed
+            for a in group:
+                segm = a["_segm"]
+                if segm is None:
+                    boxed.append((len(rles), a["bbox"], h, w))
+                elif isinstance(segm, list) and len(segm) == 1:
+                    single.append(len(rles))
+                    rles.append(segm[0])
+                    continue
+                rles.append(None if segm is None else segmentation_rle(segm, h, w))
+            if single:
+                for k, rle in zip(single, mask_utils.frPyObjects([rles[k] for k in single], h, w)):
+                    rles[k] = rle
+        area = np.zeros(len(rles), dtype=np.int64)
+        box = np.zeros((len(rles), 4), dtype=np.float64)
+        measured = [k for k, r in enumerate(rles) if r is not None]
+        if measured:
+            listed = [rles[k] for k in measured]
+            # pycocotools' area() fails on a list of more than 255 RLEs under numpy 2 (it sizes a uint8 array
+            # with the count), so it is asked in slices
+            area[measured] = np.concatenate([mask_utils.area(listed[s:s + 255]) for s in range(0, len(listed), 255)])
+            xywh = mask_utils.toBbox(listed).astype(np.float64)
+            box[measured] = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        for k, (x, y, bw, bh), h, w in boxed:  # the box's pixels (see _mask)
+            ys, ye = max(int(math.floor(y)), 0), min(max(int(math.ceil(y + bh)), 0), h)
+            xs, xe = max(int(math.floor(x)), 0), min(max(int(math.ceil(x + bw)), 0), w)
+            area[k] = max(ye - ys, 0) * max(xe - xs, 0)
+            box[k] = (xs, ys, xe, ye)
         return area, box
 
     def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
