@@ -1,8 +1,9 @@
 """The baselines ``ci/validate_scale.py`` sets beside ``tvref validate``, each run as its own process so that its
 start-up counts as tvref's does.
 
-``decode``: a torch DataLoader over a COCO file's images whose workers only decode each file to RGB with Pillow
-and send back its shape (the decode bound of the decoding path); prints ``{"samples": N, "pixels": P}``.
+``decode``: a torch DataLoader over a COCO file's images whose workers only decode each file with Pillow, in
+the validator's chunks, and send back the sizes (the decode bound of the decoding path); prints
+``{"samples": N, "pixels": P}``.
 ``coco``: pycocotools' ``COCO(file)``, timed around that call alone; prints ``{"seconds": S, "annotations": N}``.
 Both print their JSON as the last line of stdout (pycocotools prints its own lines before it).
 
@@ -20,7 +21,9 @@ from pathlib import Path
 
 
 class DecodeOnly:
-    """The image files, each read by ``[i]`` as Pillow's RGB pixels; only their shape leaves the worker."""
+    """The image files, ``[chunk]`` decoding each file of a chunk of indices with Pillow (every pixel, as the
+    decoding path does); only their sizes leave the worker, a chunk at a time, as the decoding path sends its
+    findings back (the same chunk size, so both sides pay the same round trips)."""
 
     def __init__(self, paths: list[Path]) -> None:
         self.paths = paths
@@ -28,11 +31,15 @@ class DecodeOnly:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, ...]:
-        import numpy as np
+    def __getitem__(self, chunk: list[int]) -> list[tuple[int, int]]:
         from PIL import Image
 
-        return np.asarray(Image.open(self.paths[i]).convert("RGB")).shape
+        sizes = []
+        for i in chunk:
+            with Image.open(self.paths[i]) as im:
+                im.load()
+                sizes.append(im.size)
+        return sizes
 
 
 def image_paths(annotations: Path, image_dir: Path, max_samples: int | None = None) -> list[Path]:
@@ -42,14 +49,25 @@ def image_paths(annotations: Path, image_dir: Path, max_samples: int | None = No
 
 
 def decode(paths: list[Path], workers: int) -> dict:
-    """Every file decoded in ``workers`` DataLoader processes (0: this one); the count and the pixels seen."""
+    """Every file decoded in ``workers`` DataLoader processes (0: this one), in chunks of the validator's batch
+    size; the count and the pixels seen."""
     from torch.utils.data import DataLoader
 
+    from reference.contract.traversal import BATCH_CHUNK
+
+    chunks = [list(range(s, min(s + BATCH_CHUNK, len(paths)))) for s in range(0, len(paths), BATCH_CHUNK)]
     samples = pixels = 0
-    for shape in DataLoader(DecodeOnly(paths), batch_size=None, num_workers=workers):
-        samples += 1
-        pixels += int(shape[0]) * int(shape[1])
+    loader = DataLoader(DecodeOnly(paths), batch_size=None, sampler=chunks, num_workers=workers,
+                        collate_fn=_as_is)
+    for sizes in loader:
+        for w, h in sizes:
+            samples += 1
+            pixels += w * h
     return {"samples": samples, "pixels": pixels}
+
+
+def _as_is(item):
+    return item
 
 
 def coco_load(annotations: Path) -> dict:

@@ -64,7 +64,7 @@ BASELINES = Path(__file__).resolve().parent / "scale_baselines.py"
 TRAIN2017 = (118_287, 860_001)
 LARGE_CLASSES = 80
 PALETTE = ((124, 116, 104), (90, 120, 150), (200, 180, 150), (60, 60, 60), (150, 90, 70), (110, 150, 90))
-PLAIN = "plain decode loop (Pillow RGB)"
+PLAIN = "plain decode loop (Pillow, chunks of 256)"
 COCO_ROW = "pycocotools COCO(file), the call alone"
 DECODING, HEADERS = "tvref validate", "tvref validate --headers-only"
 
