@@ -236,7 +236,7 @@ def build_cases(out: Path, cases: tuple[Case, ...] = CASES, count: int = 6, seed
 def run_ours(folder: Path) -> dict:
     """Our report for a folder as ``tvref validate FOLDER --json`` writes it, or the one-line refusal (exit 2)."""
     from reference.contract import validate_dataset
-    from reference.datasets import DatasetError, open_dataset
+    from reference.data import DatasetError, open_dataset
 
     try:
         dataset = open_dataset(folder)

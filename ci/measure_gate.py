@@ -6,11 +6,11 @@
 
 How the row is made from the seeds, per metric:
 - ``expected`` is the mean over the seeds;
-- ``tolerance`` is ``reference.gate.tolerance_from``: 3 sample standard deviations of the seeds (rounded up to
-  0.001), but at least the largest distance of any seed from the mean; for AP rows at most ``AP_TOLERANCE_CAP``
-  (0.02 AP: detectron2's training-run gate uses 0.016 bbox / 0.0125 segm). A capped row is narrower than the
-  seeds' spread: a run that follows another trajectory (another CPU's float kernels, another thread count) can
-  fail it without any regression, and docs/training.md says how often. The gate's own run uses seed 0.
+- ``tolerance`` is ``reference.training.accuracy_gate.tolerance_from``: 3 sample standard deviations of the seeds
+  (rounded up to 0.001), but at least the largest distance of any seed from the mean; for AP rows at most
+  ``AP_TOLERANCE_CAP`` (0.02 AP: detectron2's training-run gate uses 0.016 bbox / 0.0125 segm). A capped row is
+  narrower than the seeds' spread: a run that follows another trajectory (another CPU's float kernels, another
+  thread count) can fail it without any regression, and docs/training.md says how often. The gate's own run uses seed 0.
 - ``train loss`` is the last epoch's mean total training loss as the references log it: it sees what the AP rows
   can miss (a lost augmentation, a loss weight), with the same tolerance rule.
 
@@ -31,8 +31,8 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 from reference.atomic_io import atomic_write_json
-from reference.gate import expected_results_path, metric_value, tolerance_from, torch_line
-from reference.jobs import run_gate
+from reference.training.accuracy_gate import expected_results_path, metric_value, tolerance_from, torch_line
+from reference.app.jobs import run_gate
 
 METRICS = ("bbox AP", "segm AP", "train loss")
 AP_TOLERANCE_CAP = 0.02

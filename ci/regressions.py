@@ -167,7 +167,7 @@ def _flip_forgetting(key: str) -> None:
             return forward(self, image, target)
         image, out = forward(self, image, {k: v for k, v in target.items() if k != key})
         return image, {k: target[key] if k == key else out[k] for k in target}
-    _around("reference.legacy_transforms:RandomHorizontalFlip.forward", flip)
+    _around("reference.transforms.legacy:RandomHorizontalFlip.forward", flip)
 
 
 def _ground_truth_add(edit_target: Callable[[dict], None] | None = None,
@@ -181,7 +181,7 @@ def _ground_truth_add(edit_target: Callable[[dict], None] | None = None,
         original(self, image_id, height, width, target)
         if edit_added is not None:
             edit_added(self.annotations[start:])
-    _around("reference.coco_eval:GroundTruth.add", add)
+    _around("reference.engine.coco_eval:GroundTruth.add", add)
 
 
 # --- torchvision: numerics and configuration -----------------------------------------------------------------
@@ -292,7 +292,7 @@ REGISTRY += [Regression(*row) for row in [
      "(_labels_getter; torchvision >= 0.17 only: 0.16 uses _SanitizeInstances)",
      lambda: _around("reference.transforms:_labels_getter", lambda getter, sample: getter(sample)[:1])),
     ("rescale_forgets_area_keypoints", TRANSFORMS, "legacy ScaleJitter/RandomShortestSize leave area, keypoints "
-     "unscaled", lambda: _around("reference.legacy_transforms:_rescale", lambda orig, *a: orig(*a[:4], False))),
+     "unscaled", lambda: _around("reference.transforms.legacy:_rescale", lambda orig, *a: orig(*a[:4], False))),
 ]]
 
 
@@ -301,19 +301,19 @@ def iou_crop_stale_area_iscrowd() -> None:
     def stale(crop: Callable, self: Any, image: Any, target: dict, *args: Any) -> Any:
         image, out = crop(self, image, target, *args)
         return image, {**out, **{k: target[k] for k in ("area", "iscrowd") if k in target}}
-    _around("reference.legacy_transforms:RandomIoUCrop._crop", stale)
+    _around("reference.transforms.legacy:RandomIoUCrop._crop", stale)
 
 
 # --- the engine ------------------------------------------------------------------------------------------------
 
 def _warmup(start_factor: float, extra_iterations: int) -> None:
-    """``reference.engine.warmup_scheduler`` with another start factor or length."""
+    """``reference.engine.loops.warmup_scheduler`` with another start factor or length."""
     import torch
 
     def warmup(original: Callable, optimizer: Any, iterations: int) -> Any:
         return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor,
                                                  total_iters=min(1000, iterations - 1 + extra_iterations))
-    _around("reference.engine:warmup_scheduler", warmup)
+    _around("reference.engine.loops:warmup_scheduler", warmup)
 
 
 REGISTRY += [Regression(*row) for row in [
@@ -326,9 +326,9 @@ REGISTRY += [Regression(*row) for row in [
 
 @regression(ENGINE, "train_one_epoch backpropagates (and logs) the mean of the loss dict instead of its sum")
 def loss_mean_not_sum() -> None:
-    engine = importlib.import_module("reference.engine")
+    engine = importlib.import_module("reference.engine.loops")
     if "sum(loss for loss in loss_dict.values())" not in inspect.getsource(engine.train_one_epoch):
-        raise RegressionTargetMissing("reference.engine.train_one_epoch no longer sums loss_dict with sum()")
+        raise RegressionTargetMissing("reference.engine.loops.train_one_epoch no longer sums loss_dict with sum()")
 
     def mean(values: Any, start: Any = 0) -> Any:
         values = list(values)
@@ -344,7 +344,7 @@ def zero_grad_dropped() -> None:
             return train(model, optimizer, *args, **kwargs)
         finally:
             del optimizer.zero_grad
-    _around("reference.engine:train_one_epoch", accumulating, also_in=("reference.training",))
+    _around("reference.engine.loops:train_one_epoch", accumulating, also_in=("reference.training.fit",))
 
 
 @regression(ENGINE, "fit's per-epoch LR scheduler (step, cosine) advances twice per epoch")
@@ -359,14 +359,15 @@ def epoch_scheduler_stepped_twice() -> None:
                 base.step(self, *a, **k)
             scheduler.__class__ = type(base.__name__, (base,), {"step": step})  # state_dict stays picklable
         return scheduler
-    _around("reference.training:make_scheduler", twice)
+    _around("reference.training.fit:make_scheduler", twice)
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------
 
 REGISTRY += [Regression(*row) for row in [
     ("mask_threshold_0_4", EVALUATION, "predicted masks binarised at 0.4 instead of 0.5 for segm scoring",
-     lambda: _forcing("reference.coco_eval:detections_to_coco", ("reference.engine",), mask_threshold=0.4)),
+     lambda: _forcing("reference.engine.coco_eval:detections_to_coco", ("reference.engine.loops",),
+                      mask_threshold=0.4)),
     ("gt_iscrowd_dropped", EVALUATION, "ground-truth iscrowd dropped (crowd regions become ordinary objects)",
      lambda: _ground_truth_add(edit_target=lambda target: target.update(iscrowd=target["iscrowd"] * 0))),
 ]]
@@ -380,7 +381,7 @@ def detections_xyxy() -> None:
             for det, box in zip(dets, output["boxes"].tolist()):
                 det["bbox"] = box
         return dets
-    _around("reference.coco_eval:detections_to_coco", xyxy, also_in=("reference.engine",))
+    _around("reference.engine.coco_eval:detections_to_coco", xyxy, also_in=("reference.engine.loops",))
 
 
 @regression(EVALUATION, "ground-truth area taken from the mask instead of the target's area (a box area here)")
@@ -403,20 +404,20 @@ def gt_ann_ids_from_zero() -> None:
 
 REGISTRY.append(Regression(
     "pennfudan_masks_plain_tensor", DATASETS, "PennFudan v2 masks are plain tensors, not tv_tensors.Mask, so v2 "
-    "flips leave them", lambda: _patch("reference.datasets.pennfudan:tv_tensors",
+    "flips leave them", lambda: _patch("reference.data.pennfudan:tv_tensors",
                                        lambda tvt: _namespace_with(tvt, Mask=lambda data: data))))
 
 
 @regression(DATASETS, "PennFudan boxes one pixel wider (x2 + 1), area recomputed from them")
 def pennfudan_x2_plus_1() -> None:
-    box_area = importlib.import_module("reference.datasets.common").box_area
+    box_area = importlib.import_module("reference.data.common").box_area
 
     def wider(load_target: Callable, self: Any, idx: int) -> Any:
         size, target = load_target(self, idx)
         boxes = target["boxes"].clone()
         boxes[:, 2] += 1
         return size, {**target, "boxes": boxes, "area": box_area(boxes)}
-    _around("reference.datasets.pennfudan:PennFudanDataset.load_target", wider)
+    _around("reference.data.pennfudan:PennFudanDataset.load_target", wider)
 
 
 @regression(DATASETS, "PennFudan takes the background id 0 as an instance (torch.unique(mask) without [1:])")
@@ -426,7 +427,7 @@ def pennfudan_background_instance() -> None:
     def with_background(instance_ids: Callable, ids: Any) -> Any:
         found = instance_ids(ids)
         return torch.cat([found.new_zeros(1), found]) if bool((ids == 0).any()) else found
-    _around("reference.datasets.pennfudan:instance_ids", with_background)
+    _around("reference.data.pennfudan:instance_ids", with_background)
 
 
 @regression(DATASETS, "COCO category ids mapped to labels from 0 instead of 1")
@@ -434,7 +435,7 @@ def coco_labels_from_zero() -> None:
     def shift(self: Any) -> None:
         self.cat_id_to_label = {c: label - 1 for c, label in self.cat_id_to_label.items()}
         self.label_to_cat_id = {label: c for c, label in self.cat_id_to_label.items()}
-    _after_init("reference.datasets.coco:CocoInstancesDataset", shift)
+    _after_init("reference.data.coco:CocoInstancesDataset", shift)
 
 
 @regression(DATASETS, "LabelMe class names mapped to labels from 0 instead of 1")
@@ -442,7 +443,7 @@ def labelme_labels_from_zero() -> None:
     def shifted(parse: Callable, self: Any, path: Any) -> Any:
         entry = parse(self, path)
         return dataclasses.replace(entry, labels=tuple(label - 1 for label in entry.labels))
-    _around("reference.datasets.labelme:LabelMeDataset._parse", shifted)
+    _around("reference.data.labelme:LabelMeDataset._parse", shifted)
 
 
 # --- training quality: the demo's fine-tuning recipe changed, the model code untouched ---------------------------
@@ -450,13 +451,13 @@ def labelme_labels_from_zero() -> None:
 # a training run go worse. The gate's own test is spec_tests/test_demo.py::test_demo_lands_within_the_accuracy_gate.
 
 def _demo_recipe(**changes: Any) -> None:
-    """``reference.training.RECIPES["ci"]`` (the demo's and the gate's recipe) with ``changes``."""
-    training = importlib.import_module("reference.training")
+    """``reference.training.fit.RECIPES["ci"]`` (the demo's and the gate's recipe) with ``changes``."""
+    training = importlib.import_module("reference.training.fit")
     training.RECIPES["ci"] = dataclasses.replace(training.RECIPES["ci"], **changes)
 
 
 def _demo_recipe_scaled(field: str, factor: float) -> None:
-    recipe = importlib.import_module("reference.training").RECIPES["ci"]
+    recipe = importlib.import_module("reference.training.fit").RECIPES["ci"]
     _demo_recipe(**{field: type(getattr(recipe, field))(getattr(recipe, field) * factor)})
 
 
@@ -466,7 +467,7 @@ REGISTRY += [Regression(*row) for row in [
     ("lr_doubled", TRAINING, "the demo's learning rate doubled",
      functools.partial(_demo_recipe_scaled, "lr", 2.0)),
     ("one_epoch_fewer", TRAINING, "the demo trains one epoch fewer",
-     lambda: _demo_recipe(epochs=importlib.import_module("reference.training").RECIPES["ci"].epochs - 1)),
+     lambda: _demo_recipe(epochs=importlib.import_module("reference.training.fit").RECIPES["ci"].epochs - 1)),
     ("weight_decay_x100", TRAINING, "the demo's weight decay 100 times larger",
      functools.partial(_demo_recipe_scaled, "weight_decay", 100.0)),
     ("mask_loss_halved", TRAINING, "Mask R-CNN's mask loss weighted 0.5 (roi_heads.maskrcnn_loss halved)",

@@ -1,9 +1,9 @@
 """Dataset contract, reference engine and reproducibility suite for torchvision detection fine-tuning.
 
-Data flows dataset -> transforms -> model -> engine -> evaluator -> report:
-``reference.datasets`` -> ``reference.transforms`` -> ``reference.models`` -> ``reference.engine`` /
-``reference.training`` -> ``reference.coco_eval`` -> ``reference.report``; ``reference.contract`` checks the
-data at every step.
+Data flows dataset -> transforms -> model -> engine -> evaluator -> report: ``reference.data`` ->
+``reference.transforms`` -> ``reference.models`` -> ``reference.engine`` (with ``reference.training`` around its
+loops) -> ``reference.engine.coco_eval`` -> ``reference.reporting``; ``reference.contract`` checks the data at
+every step, and ``reference.app`` holds one module per command.
 """
 
 __all__ = ["Report", "Severity", "Violation", "validate_dataset", "validate_sample"]

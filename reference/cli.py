@@ -22,24 +22,24 @@ from tqdm import tqdm
 log = logging.getLogger("reference")
 
 # names the parser offers, kept here so that building it (``tvref --help``) imports no torch; a test checks them
-# against the registries they come from (reference.datasets.FORMATS, models.BUILDERS, training.RECIPES,
+# against the registries they come from (reference.data.FORMATS, models.BUILDERS, training.RECIPES,
 # transforms.PRESETS, snapshot.Tolerances, metric_logger's logger names)
 FORMATS = ("pennfudan", "labelme", "coco")
-MERGE_MODES = ("whitespace", "case")  # reference.datasets.MERGE_MODES
+MERGE_MODES = ("whitespace", "case")  # reference.data.MERGE_MODES
 MODELS = ("small_maskrcnn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn",
           "fasterrcnn_mobilenet_v2", "keypointrcnn_resnet50_fpn")
 RECIPES = ("tutorial", "mills", "ci")
 RECIPE_EPOCHS = {"ci": 5}  # the demo's bar length before the recipe module is imported; checked by a test
 PRESETS = ("tutorial", "tutorial-legacy", "mills", "eval")
 TOLERANCES = {"box_atol": 1.0, "score_atol": 0.01, "mask_iou_min": 0.9, "ap_atol": 0.01}
-ENGINE_LINES, COCO_LINES, PROGRESS = "reference.engine.lines", "reference.engine.lines.coco", \
-    "reference.engine.progress"
+ENGINE_LINES, COCO_LINES, PROGRESS = "reference.engine.loops.lines", "reference.engine.loops.lines.coco", \
+    "reference.engine.loops.progress"
 
 
 class _Display(logging.Handler):
     """The console while a job runs: one live bar per phase on a terminal, one line per epoch elsewhere.
 
-    Fed by the engine's per-iteration records on ``reference.engine.progress`` (a bar per training epoch with
+    Fed by the engine's per-iteration records on ``reference.engine.loops.progress`` (a bar per training epoch with
     the latest loss and learning rate and the last AP, a bar per evaluation pass; bars vanish when their
     phase ends) and by the training loop's per-epoch callback. With ``--verbose`` the engine's full lines
     are shown instead (no bars); with ``--quiet`` nothing.
@@ -145,9 +145,9 @@ def _cmd_validate(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .contract import Severity, Violation, check_picklable, validate_dataset
-    from .jobs import check_output_file, check_writable_folder
-    from .loading import SpecError, TimedSamples, parse_args
-    from .render import render_violations
+    from .app.jobs import check_output_file, check_writable_folder
+    from .data.loading import SpecError, TimedSamples, parse_args
+    from .reporting.render import render_violations
     from .transforms import get_preset
 
     if a.json:
@@ -227,8 +227,8 @@ def _cmd_validate(a: argparse.Namespace) -> int:
 
 def _dataset_arg(a: argparse.Namespace, spec: str, args: dict):
     """A dataset SPEC of ``validate``; ``--classes`` and ``--images`` apply to folders and COCO ``.json`` files."""
-    from .datasets import DatasetError, open_dataset
-    from .loading import SpecError, load_dataset, loader_failure
+    from .data import DatasetError, open_dataset
+    from .data.loading import SpecError, load_dataset, loader_failure
 
     path = Path(spec)
     if path.is_dir() or (path.is_file() and path.suffix == ".json"):
@@ -261,9 +261,9 @@ def _stats_lines(named: dict[str, dict[str, float]]) -> list[str]:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from .jobs import TrainOptions, run_train
-    from .report import write_report
-    from .training import get_recipe
+    from .app.jobs import TrainOptions, run_train
+    from .reporting.run_report import write_report
+    from .training.fit import get_recipe
 
     opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
@@ -274,7 +274,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     # a resume without --epochs runs to the checkpoint's planned count, not known here
     a.display.epochs = a.epochs or (None if a.resume else get_recipe(a.recipe).epochs)
     result, report = run_train(opts, on_epoch=a.display)
-    from . import distributed
+    from .engine import distributed
 
     if distributed.info().is_main:
         paths = write_report(report, Path(a.out))
@@ -287,7 +287,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .atomic_io import atomic_write_json
-    from .jobs import check_output_file, run_evaluate
+    from .app.jobs import check_output_file, run_evaluate
 
     if a.json:
         check_output_file(Path(a.json), "--json")
@@ -300,7 +300,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from .jobs import run_predict
+    from .app.jobs import run_predict
 
     n = run_predict(Path(a.checkpoint), Path(a.image), Path(a.out), a.score_threshold, a.mask_threshold, a.device)
     print(f"{n} detections drawn to {a.out}")
@@ -308,7 +308,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from .jobs import run_demo
+    from .app.jobs import run_demo
 
     out = Path(a.out)
     a.display.epochs = a.epochs or RECIPE_EPOCHS["ci"]
@@ -324,15 +324,15 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _tolerances_from_args(a: argparse.Namespace):
-    from .testing.snapshot import Tolerances
+    from .app.snapshot import Tolerances
 
     return Tolerances(box_atol=a.box_atol, score_atol=a.score_atol, mask_iou_min=a.mask_iou_min, ap_atol=a.ap_atol)
 
 
 def _cmd_snapshot_record(a: argparse.Namespace) -> int:
-    from .testing.snapshot import SnapshotError, record_checkpoint, save
+    from .app.snapshot import SnapshotError, record_checkpoint, save
 
-    from .jobs import check_output_file
+    from .app.jobs import check_output_file
 
     out = Path(a.out)
     check_output_file(out, "--out")
@@ -347,7 +347,7 @@ def _cmd_snapshot_record(a: argparse.Namespace) -> int:
 
 
 def _cmd_snapshot_check(a: argparse.Namespace) -> int:
-    from .testing.snapshot import check_snapshot
+    from .app.snapshot import check_snapshot
 
     result = check_snapshot(Path(a.snapshot), Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device)
     for line in result.lines():
@@ -356,7 +356,7 @@ def _cmd_snapshot_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_gate_measure(a: argparse.Namespace) -> int:
-    from . import user_gate
+    from .app import gate as user_gate
 
     out = Path(a.out)
     user_gate.check_output(out, a.overwrite)
@@ -378,7 +378,7 @@ def _cmd_gate_measure(a: argparse.Namespace) -> int:
 
 
 def _cmd_gate_check(a: argparse.Namespace) -> int:
-    from . import user_gate
+    from .app import gate as user_gate
 
     spec = user_gate.load(Path(a.expected))
     a.display.epochs = spec.epochs
@@ -390,7 +390,7 @@ def _cmd_gate_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_env(a: argparse.Namespace) -> int:
-    from .report import versions
+    from .reporting.run_report import versions
 
     for k, v in versions().items():
         print(f"{k}: {v}")
@@ -672,12 +672,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     """The command, with bad input reported in one line (exit 2) unless ``--verbose``."""
-    from .checkpoint import CheckpointError
-    from .datasets import DatasetError
-    from .engine import NonFiniteLossError
-    from .jobs import JobError
-    from .loading import SpecError
-    from .testing.snapshot import SnapshotError
+    from .training.checkpoint import CheckpointError
+    from .data import DatasetError
+    from .engine.loops import NonFiniteLossError
+    from .app.jobs import JobError
+    from .data.loading import SpecError
+    from .app.snapshot import SnapshotError
 
     try:
         return a.func(a)

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from reference import distributed
-from reference.datasets import PennFudanDataset
-from reference.engine import evaluate
-from reference.training import make_loader
+from reference.engine import distributed
+from reference.data import PennFudanDataset
+from reference.engine.loops import evaluate
+from reference.training.fit import make_loader
 from reference.transforms import evaluation
 
 FIXTURES = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures"

@@ -2,7 +2,7 @@
 behaviour described in ``shared/reference-behaviors.md`` and the tutorial's log (seed 001), not from their code.
 
 The drop-in test (``test_tutorial_drop_in.py``) runs the tutorial's loop with these and with
-``reference.engine`` and compares what each prints. Everything goes to ``print``, as in the references.
+``reference.engine.loops`` and compares what each prints. Everything goes to ``print``, as in the references.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from reference.coco_eval import ground_truth_from_dataset
+from reference.engine.coco_eval import ground_truth_from_dataset
 from reference.models import iou_types
 
 from .references_way import _unwrap, evaluate_batch

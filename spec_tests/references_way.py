@@ -27,9 +27,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader, Subset
 
-from reference.coco_eval import detections_to_coco, ground_truth_from_dataset
+from reference.engine.coco_eval import detections_to_coco, ground_truth_from_dataset
 from reference.contract import image_id_of
-from reference.training import collate_fn
+from reference.training.fit import collate_fn
 
 
 @dataclass

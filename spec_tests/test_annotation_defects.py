@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from reference.cli import main
 from reference.contract import validate_dataset
-from reference.datasets import CocoInstancesDataset, DatasetError, LabelMeDataset, open_dataset
+from reference.data import CocoInstancesDataset, DatasetError, LabelMeDataset, open_dataset
 
 
 def _coco(root: Path, annotations: list[dict], images: list[dict] | None = None,

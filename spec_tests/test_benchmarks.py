@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader, Subset
 
 from reference.testing import golden
 from reference.contract import validate_dataset, validate_sample
-from reference.datasets import PennFudanDataset, open_dataset
-from reference.engine import evaluate, train_one_epoch, to_device
-from reference.jobs import TrainOptions, run_train
+from reference.data import PennFudanDataset, open_dataset
+from reference.engine.loops import evaluate, train_one_epoch, to_device
+from reference.app.jobs import TrainOptions, run_train
 from reference.models import build_model
 from reference.testing.synthetic import generate
-from reference.training import collate_fn, get_recipe
+from reference.training.fit import collate_fn, get_recipe
 from reference.transforms import evaluation, get_preset, tutorial
 
 from .conftest import FIXTURES, ROOT

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference.checkpoint import load_checkpoint, save_checkpoint
+from reference.training.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
-from reference.jobs import load_model
+from reference.app.jobs import load_model
 from reference.models import build_model, iou_types, make_box_only, predicts_masks
 from reference.testing.synthetic import generate
 

@@ -15,12 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from reference import jobs
-from reference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from reference.app import jobs
+from reference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from reference.cli import main
-from reference.datasets import DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
-from reference.engine import EpochLog
-from reference.training import FitConfig, check_resumable, fit, get_recipe
+from reference.data import DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
+from reference.engine.loops import EpochLog
+from reference.training.fit import FitConfig, check_resumable, fit, get_recipe
 from reference.transforms import evaluation
 
 from .conftest import FIXTURES
@@ -37,7 +37,7 @@ def no_training(monkeypatch) -> list[int]:
         started.append(epoch)
         return EpochLog([{"loss": 1.0}], {"loss": 1.0})
 
-    monkeypatch.setattr("reference.training.train_one_epoch", fake_epoch)
+    monkeypatch.setattr("reference.training.fit.train_one_epoch", fake_epoch)
     return started
 
 
@@ -117,7 +117,7 @@ def _checkpoint(path: Path, classes: list[str] | None, favoured: int = 2) -> Pat
 @pytest.fixture
 def drawn_labels(monkeypatch) -> list[list[str]]:
     """The label texts ``tvref predict`` hands to the renderer, one list per picture drawn."""
-    from reference import render
+    from reference.reporting import render
 
     seen: list[list[str]] = []
     original = render.draw_instances

@@ -11,9 +11,9 @@ from PIL import Image
 from torch.utils.data import Subset
 
 from reference.cli import main
-from reference.datasets import PennFudanDataset
+from reference.data import PennFudanDataset
 from reference.models import build_model
-from reference.training import FitConfig, fit, get_recipe
+from reference.training.fit import FitConfig, fit, get_recipe
 from reference.transforms import evaluation, tutorial
 
 from .conftest import FIXTURES, ROOT
@@ -261,7 +261,7 @@ def test_an_image_that_cannot_be_decoded_during_training_is_named_in_one_line(tm
 
 
 def test_a_raw_error_of_a_sample_during_training_names_the_sample(tmp_path, capsys, monkeypatch):
-    from reference.datasets import PennFudanDataset
+    from reference.data import PennFudanDataset
 
     original = PennFudanDataset.__getitem__
 
@@ -311,7 +311,7 @@ def test_an_empty_checkpoint_exits_two_with_one_line(tmp_path, capsys):
 
 def test_verbose_shows_the_traceback(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"")
-    from reference.jobs import JobError
+    from reference.app.jobs import JobError
 
     with pytest.raises(JobError, match="empty"):
         main(["--verbose", "evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--data",
@@ -378,6 +378,6 @@ def test_demo_exit_code_follows_the_gate_verdict_not_the_words_of_its_lines(gate
     """The gate's lines are for people; the exit code comes from the run's recorded ``gate_passed``."""
     done = {"report": {"coco": {"bbox": {"AP": 0.6, "AP50": 0.9, "AP75": 0.6}}, "gate": gate_lines,
                        "gate_passed": gate_passed, "timings": {"train_seconds": 1.0}}, "paths": {}}
-    monkeypatch.setattr("reference.jobs.run_demo", lambda *args, **kwargs: done)
+    monkeypatch.setattr("reference.app.jobs.run_demo", lambda *args, **kwargs: done)
     assert main(["--quiet", "demo", "--out", str(tmp_path / "demo")]) == code
     assert f"gate: {gate_lines[0]}" in capsys.readouterr().out

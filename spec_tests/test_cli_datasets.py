@@ -36,7 +36,7 @@ def test_validate_takes_a_coco_file_and_its_image_folder(capsys):
 
 
 def test_images_is_refused_for_a_spec_that_is_not_a_folder(capsys):
-    assert main(["--quiet", "validate", "reference.datasets:PennFudanDataset", "--images", "x"]) == 2
+    assert main(["--quiet", "validate", "reference.data:PennFudanDataset", "--images", "x"]) == 2
     assert "--images apply to dataset folders" in capsys.readouterr().err
 
 
@@ -61,8 +61,8 @@ def test_validate_with_val_finds_a_shared_image_and_strict_fails_on_it(tmp_path,
 
 def test_a_roboflow_export_trains_on_train_and_validates_on_valid(tmp_path):
     """Roboflow writes train/, valid/ and test/; valid/ is the validation split (test/ is left alone)."""
-    from reference.jobs import split_datasets
-    from reference.training import get_recipe
+    from reference.app.jobs import split_datasets
+    from reference.training.fit import get_recipe
 
     out = tool_exports.write_roboflow(tool_exports.write_labelme(tmp_path / "lm"), tmp_path / "rf",
                                       {"train": ["scene_0", "scene_1"], "valid": ["scene_2"], "test": ["scene_1"]})
@@ -82,8 +82,8 @@ def test_both_val_and_valid_beside_train_are_refused_as_ambiguous(tmp_path, caps
 
 def test_train_classes_fix_the_class_ids_in_the_order_given(tmp_path):
     """labelme's labels.txt says person, bottle; without --classes the folder's labels are sorted (bottle first)."""
-    from reference.jobs import dataset_classes, split_datasets
-    from reference.training import get_recipe
+    from reference.app.jobs import dataset_classes, split_datasets
+    from reference.training.fit import get_recipe
 
     root = tool_exports.write_labelme(tmp_path / "lm")
     named = {}
@@ -127,12 +127,12 @@ def test_validate_merge_similar_names_reads_them_as_one_class(tmp_path, capsys):
 
 
 def test_merge_similar_names_is_refused_for_a_spec_that_is_not_a_folder(capsys):
-    assert main(["--quiet", "validate", "reference.datasets:PennFudanDataset", "--merge-similar-names", "case"]) == 2
+    assert main(["--quiet", "validate", "reference.data:PennFudanDataset", "--merge-similar-names", "case"]) == 2
     assert "--merge-similar-names and --images apply to dataset folders" in capsys.readouterr().err
 
 
 def test_the_parsers_merge_modes_are_the_datasets():
     from reference import cli
-    from reference.datasets import MERGE_MODES
+    from reference.data import MERGE_MODES
 
     assert cli.MERGE_MODES == MERGE_MODES

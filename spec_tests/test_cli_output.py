@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from reference import cli
-from reference.metric_logger import Progress
+from reference.engine.metric_logger import Progress
 
 from .conftest import FIXTURES, ROOT
 
@@ -26,11 +26,11 @@ def test_building_the_parser_imports_no_torch():
 
 
 def test_the_parsers_names_are_the_registries():
-    from reference import metric_logger
-    from reference.datasets import FORMATS
+    from reference.engine import metric_logger
+    from reference.data import FORMATS
     from reference.models import BUILDERS
-    from reference.testing.snapshot import Tolerances
-    from reference.training import RECIPES
+    from reference.app.snapshot import Tolerances
+    from reference.training.fit import RECIPES
     from reference.transforms import PRESETS
 
     assert cli.FORMATS == FORMATS and cli.MODELS == tuple(BUILDERS) and cli.RECIPES == tuple(RECIPES)
@@ -75,7 +75,7 @@ def test_quiet_and_verbose_work_before_or_after_the_subcommand(argv, quiet, verb
 
 def _fit_config_of(monkeypatch, tmp_path, *options: str):
     """The FitConfig ``tvref train`` builds from ``options``, caught just before training starts."""
-    from reference import jobs
+    from reference.app import jobs
 
     seen = {}
 
@@ -118,7 +118,7 @@ def _console_output(monkeypatch, **flags) -> str:
     with cli._console(**flags):
         logging.getLogger(cli.ENGINE_LINES).info("Epoch: [0]  [0/3]  eta: 0:00:01")
         logging.getLogger(cli.COCO_LINES).info("IoU metric: bbox")
-        logging.getLogger("reference.jobs").info("a job's message")
+        logging.getLogger("reference.app.jobs").info("a job's message")
     return err.getvalue()
 
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from reference import engine
+from reference.engine import loops as engine
 from reference.testing import golden
-from reference.coco_eval import GroundTruth, detections_to_coco, ground_truth_from_dataset, score
-from reference.datasets import PennFudanDataset
+from reference.engine.coco_eval import GroundTruth, detections_to_coco, ground_truth_from_dataset, score
+from reference.data import PennFudanDataset
 from reference.models import build_model
-from reference.training import collate_fn
+from reference.training.fit import collate_fn
 from reference.transforms import evaluation
 
 from .conftest import FIXTURES

@@ -15,8 +15,8 @@ from pycocotools import mask as mask_utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference.datasets import coco
-from reference.datasets.coco import CocoInstancesDataset
+from reference.data import coco
+from reference.data.coco import CocoInstancesDataset
 
 SIZE = (48, 64)  # height, width of every image
 

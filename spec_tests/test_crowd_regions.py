@@ -15,10 +15,10 @@ from PIL import Image
 from torch import nn
 from torchvision import tv_tensors
 
-from reference.engine import evaluate
-from reference.jobs import JobError, TrainOptions, run_train, split_datasets
+from reference.engine.loops import evaluate
+from reference.app.jobs import JobError, TrainOptions, run_train, split_datasets
 from reference.testing.synthetic import generate
-from reference.training import get_recipe, transforms_for, validation_loss
+from reference.training.fit import get_recipe, transforms_for, validation_loss
 from reference.transforms import PRESETS, DropCrowd, drop_crowd
 
 
@@ -141,9 +141,9 @@ def test_train_logs_in_one_line_how_many_crowd_regions_it_leaves_out(tmp_path, c
     def stop(*args, **kwargs):
         raise JobError("stopped before training")
 
-    monkeypatch.setattr("reference.jobs.fit", stop)
+    monkeypatch.setattr("reference.app.jobs.fit", stop)
     data = _crowded_coco(tmp_path / "data")
-    with caplog.at_level(logging.INFO, logger="reference.jobs"), pytest.raises(JobError, match="stopped"):
+    with caplog.at_level(logging.INFO, logger="reference.app.jobs"), pytest.raises(JobError, match="stopped"):
         run_train(TrainOptions(data=data, out=tmp_path / "run", epochs=1))
     said = [r.getMessage() for r in caplog.records if "crowd" in r.getMessage()]
     assert said == [f"{data / 'train'}: 2 crowd region(s) (iscrowd 1) left out of training, as torchvision's "
@@ -151,7 +151,7 @@ def test_train_logs_in_one_line_how_many_crowd_regions_it_leaves_out(tmp_path, c
 
 
 def test_cvat_masks_written_with_iscrowd_1_are_read_as_objects_with_one_finding():
-    from reference.datasets import CocoInstancesDataset
+    from reference.data import CocoInstancesDataset
 
     from .conftest import FIXTURES
 
@@ -164,7 +164,7 @@ def test_cvat_masks_written_with_iscrowd_1_are_read_as_objects_with_one_finding(
 def test_an_explicit_is_crowd_attribute_keeps_a_cvat_mask_a_crowd_region(tmp_path):
     import json
 
-    from reference.datasets import CocoInstancesDataset
+    from reference.data import CocoInstancesDataset
 
     from .conftest import FIXTURES
 

@@ -12,8 +12,8 @@ from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 
 from reference.contract import compare_splits, validate_dataset, validate_sample
-from reference.datasets import open_dataset
-from reference.datasets.labelme import rasterise_polygon
+from reference.data import open_dataset
+from reference.data.labelme import rasterise_polygon
 
 from .conftest import FIXTURES
 

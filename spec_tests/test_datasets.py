@@ -14,10 +14,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 
-from reference.coco_eval import GroundTruth
+from reference.engine.coco_eval import GroundTruth
 from reference.contract import validate_dataset
-from reference.datasets import CocoInstancesDataset, DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
-from reference.datasets import pennfudan
+from reference.data import CocoInstancesDataset, DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
+from reference.data import pennfudan
 from reference.testing.synthetic import coco_category_ids, generate
 
 from .tutorial_datasets import ALTERATIONS, TutorialPennFudanLegacy, TutorialPennFudanV2

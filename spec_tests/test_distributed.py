@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from reference.engine import evaluate
-from reference.training import make_loader
+from reference.engine.loops import evaluate
+from reference.training.fit import make_loader
 
 from .conftest import ROOT
 from .dist_worker import MeanModel, eval_dataset, eval_model, step_batch

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from reference.engine import NonFiniteLossError, train_one_epoch
-from reference.metric_logger import SmoothedValue
+from reference.engine.loops import NonFiniteLossError, train_one_epoch
+from reference.engine.metric_logger import SmoothedValue
 
 MASK_RCNN_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
@@ -78,7 +78,7 @@ def test_warmup_happens_in_epoch_zero_only():
 
 
 def test_warmup_length_is_capped_at_1000_iterations():
-    from reference.engine import warmup_scheduler
+    from reference.engine.loops import warmup_scheduler
 
     opt = sgd(LossModel())
     assert warmup_scheduler(opt, 5000).total_iters == 1000
@@ -87,7 +87,7 @@ def test_warmup_length_is_capped_at_1000_iterations():
 
 def test_log_lines_have_the_references_format_and_meter_order(caplog):
     model = LossModel()
-    with caplog.at_level(logging.INFO, logger="reference.engine"):
+    with caplog.at_level(logging.INFO, logger="reference.engine.loops"):
         train_one_epoch(model, sgd(model), batches(12), "cpu", epoch=0, print_freq=10)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 4  # iterations 0 and 10, the last one (11), then the total
@@ -152,7 +152,7 @@ class EchoDetector(nn.Module):
 def test_side_by_side_inference_keeps_loader_order_and_a_bounded_look_ahead_on_a_long_loader():
     """Twelve batches on two threads: every batch yielded in loader order with the one-thread outputs, and
     never more than ``2 * threads + 1`` batches fetched ahead of the one yielded (memory stays flat)."""
-    from reference.engine import predict_batches
+    from reference.engine.loops import predict_batches
 
     data = batches(12)
     fetched = []

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
-from reference.checkpoint import load_checkpoint, save_checkpoint
+from reference.training.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
 
 from .conftest import FIXTURES

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from reference import gate
-from reference.coco_eval import STAT_NAMES, CocoResult
-from reference.training import EpochRecord
+from reference.training import accuracy_gate as gate
+from reference.engine.coco_eval import STAT_NAMES, CocoResult
+from reference.training.fit import EpochRecord
 
 AP_TOLERANCE_CAP = 0.02  # the bound for the AP rows (ci/measure_gate.py applies it)
 

@@ -14,8 +14,8 @@ from PIL import Image, ImageOps
 
 from reference.cli import main
 from reference.contract import validate_dataset
-from reference.datasets import CocoInstancesDataset, DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
-from reference.datasets.images import read_header, read_rgb
+from reference.data import CocoInstancesDataset, DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
+from reference.data.images import read_header, read_rgb
 from reference.testing.strategies import SampleListDataset, tagged_photo
 from reference.testing.synthetic import generate
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reference.datasets import DatasetError
-from reference.datasets import images
-from reference.datasets.images import read_header
+from reference.data import DatasetError
+from reference.data import images
+from reference.data.images import read_header
 
 
 def _picture(mode: str = "RGB", size: tuple[int, int] = (37, 23)) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reference.jobs import TUTORIAL_HELD_OUT, held_out_count
+from reference.app.jobs import TUTORIAL_HELD_OUT, held_out_count
 
 
 def test_penn_fudans_170_images_hold_out_the_tutorials_50():

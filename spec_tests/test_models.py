@@ -10,7 +10,7 @@ import torch
 from torchvision.models import detection as tvd
 
 from reference.testing import golden
-from reference.testing.snapshot import compare_detections, detections_record
+from reference.app.snapshot import compare_detections, detections_record
 from reference.models import (BUILDERS, PRETRAINED_TRAINABLE_LAYERS, ModelConfigError, WeightsUnavailableError,
                               build_model, iou_types)
 

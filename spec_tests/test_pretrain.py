@@ -12,7 +12,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from reference import models
 from reference.models import ModelConfigError, build_model, standin_path
-from reference.testing import pretrain
+from reference.models import pretrain
 from reference.testing.synthetic import SHAPE_CLASSES, make_shapes_scene
 
 from .conftest import FIXTURES

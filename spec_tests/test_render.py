@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
-from reference import render
+from reference.reporting import render
 from reference.cli import main
 from reference.contract import validate_dataset
-from reference.report import history_figure
+from reference.reporting.run_report import history_figure
 
 from .conftest import FIXTURES
 

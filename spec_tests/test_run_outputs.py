@@ -35,7 +35,7 @@ def _digests(folder: Path) -> dict[str, str]:
 @pytest.fixture
 def steps(monkeypatch) -> list[int]:
     """Counts the training epochs started (each would run optimizer steps), without changing them."""
-    from reference import training
+    from reference.training import fit as training
 
     started: list[int] = []
     original = training.train_one_epoch
@@ -140,7 +140,7 @@ def test_a_read_only_output_fails_before_any_training_step(data, tmp_path, steps
 
 
 def test_too_little_free_space_fails_before_any_training_step(data, tmp_path, steps, capsys, monkeypatch):
-    monkeypatch.setattr("reference.jobs.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    monkeypatch.setattr("reference.app.jobs.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     assert main(_train(data, tmp_path / "out", "--epochs", "1")) == 2
     assert "MB free, the run needs about" in _one_line_error(capsys)
     assert steps == []

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler, Subset
 
-from reference.datasets import PennFudanDataset
-from reference.sampling import GroupedBatchSampler, aspect_ratio_bins, aspect_ratio_groups
+from reference.data import PennFudanDataset
+from reference.data.sampling import GroupedBatchSampler, aspect_ratio_bins, aspect_ratio_groups
 from reference.testing.synthetic import generate
-from reference.training import make_loader
+from reference.training.fit import make_loader
 
 
 def test_bins_are_powers_of_two_over_a_linspace():

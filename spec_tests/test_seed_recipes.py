@@ -1,8 +1,8 @@
 """The seeds' recipes and transform presets, pinned value by value, each beside the seed text it comes from.
 
-Every value is read from the objects the code uses: the :class:`~reference.training.Recipe` in ``RECIPES``, the
+Every value is read from the objects the code uses: the :class:`~reference.training.fit.Recipe` in ``RECIPES``, the
 optimizer and scheduler that ``make_optimizer`` / ``make_scheduler`` build on a tiny ``nn.Linear``, the warmup
-that ``reference.engine.warmup_scheduler`` builds, and the transform objects ``get_preset`` returns (their
+that ``reference.engine.loops.warmup_scheduler`` builds, and the transform objects ``get_preset`` returns (their
 attributes: ``t.p``, ``t.scale``, ...). A drift in any of them fails the default tier.
 
 Every quote (``source: "text"``, registered with :func:`quotes` or carried by a parametrised case) is checked
@@ -33,9 +33,11 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from reference import engine, legacy_transforms as legacy, training
-from reference.engine import EpochLog, warmup_scheduler
-from reference.training import RECIPES, FitConfig, make_optimizer, make_scheduler
+from reference.engine import loops as engine
+from reference.transforms import legacy
+from reference.training import fit as training
+from reference.engine.loops import EpochLog, warmup_scheduler
+from reference.training.fit import RECIPES, FitConfig, make_optimizer, make_scheduler
 from reference.transforms import PRESETS, PadSquare, RecomputeArea, ResizeMax, get_preset
 
 # ---------------------------------------------------------------------------------------------------- quotes
@@ -530,7 +532,7 @@ def test_legacy_preset_flips_with_p_0_5():
 def test_legacy_preset_converts_to_float_scaled_like_convert_image_dtype(train):
     """The seed's ``ConvertImageDtype(torch.float)`` is written as the references' later spelling
     ``ToDtype(torch.float, scale=True)``: the same conversion (``ConvertImageDtype`` is ``ToDtype`` with
-    ``scale=True`` in :mod:`reference.legacy_transforms`)."""
+    ``scale=True`` in :mod:`reference.transforms.legacy`)."""
     t = the(legacy.ToDtype, steps("tutorial-legacy", train))
     assert t.dtype == torch.float32 and t.scale is True
     spelled = legacy.ConvertImageDtype(torch.float)
@@ -730,5 +732,5 @@ def test_quoted_seed_text_occurs_in_the_seed(owner: str, quote: Q):
 
 
 def test_engine_is_the_module_the_training_loop_calls():
-    """The warmup pinned above is the one the loop uses: ``training`` trains through ``reference.engine``."""
+    """The warmup pinned above is the one the loop uses: ``training`` trains through ``reference.engine.loops``."""
     assert training.train_one_epoch is engine.train_one_epoch

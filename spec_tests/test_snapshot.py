@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from reference.testing import snapshot as snap
-from reference.checkpoint import load_checkpoint, save_checkpoint
+from reference.app import snapshot as snap
+from reference.training.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
 from reference.models import build_model
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from reference.contract import validate_dataset
-from reference.datasets import (CocoInstancesDataset, DatasetError, LabelMeDataset, detect_format, open_dataset,
+from reference.data import (CocoInstancesDataset, DatasetError, LabelMeDataset, detect_format, open_dataset,
                                 parse_classes, read_class_file)
-from reference.datasets.labelme import rasterise_polygon
+from reference.data.labelme import rasterise_polygon
 
 from . import tool_exports
 from .conftest import FIXTURES
@@ -278,7 +278,7 @@ def test_cvat_coco_keypoints_export_is_found_and_gives_n_k_3_keypoints(tmp_path)
 
 def test_mask_rcnn_training_ignores_the_keypoints_of_a_keypoint_dataset(tmp_path):
     from reference.models import build_model
-    from reference.training import RECIPES, get_recipe, transforms_for
+    from reference.training.fit import RECIPES, get_recipe, transforms_for
 
     root = tool_exports.write_cvat_keypoints(tmp_path / "cvat")
     path = root / "annotations" / "person_keypoints_default.json"

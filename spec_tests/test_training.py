@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from reference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from reference.datasets import PennFudanDataset
-from reference.engine import NonFiniteLossError
+from reference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from reference.data import PennFudanDataset
+from reference.engine.loops import NonFiniteLossError
 from reference.models import build_model
-from reference.training import FitConfig, fit, get_recipe
+from reference.training.fit import FitConfig, fit, get_recipe
 from reference.transforms import evaluation, tutorial
 
 from .conftest import FIXTURES
@@ -211,7 +211,7 @@ class _Tiny(torch.nn.Module):
 
 def _record_lrs(monkeypatch) -> list[tuple[int, float]]:
     """Replace the epoch's training with a record of the learning rate it would start at (no model runs)."""
-    from reference.engine import EpochLog
+    from reference.engine.loops import EpochLog
 
     seen: list[tuple[int, float]] = []
 
@@ -219,7 +219,7 @@ def _record_lrs(monkeypatch) -> list[tuple[int, float]]:
         seen.append((epoch, optimizer.param_groups[0]["lr"]))
         return EpochLog([{"loss": 1.0}], {"loss": 1.0})
 
-    monkeypatch.setattr("reference.training.train_one_epoch", fake_epoch)
+    monkeypatch.setattr("reference.training.fit.train_one_epoch", fake_epoch)
     return seen
 
 
@@ -250,7 +250,7 @@ def test_a_resume_with_the_planned_epochs_keeps_the_schedule_untouched(tmp_path,
     _tiny_fit(tmp_path / "a", 4)
     straight = list(seen)
     seen.clear()
-    from reference import training
+    from reference.training import fit as training
 
     recording = training.train_one_epoch
 
@@ -259,10 +259,10 @@ def test_a_resume_with_the_planned_epochs_keeps_the_schedule_untouched(tmp_path,
             raise KeyboardInterrupt
         return recording(model, optimizer, loader, device, epoch, *args, **kwargs)
 
-    monkeypatch.setattr("reference.training.train_one_epoch", killed_at_epoch_2)
+    monkeypatch.setattr("reference.training.fit.train_one_epoch", killed_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         _tiny_fit(tmp_path / "b", 4)
-    monkeypatch.setattr("reference.training.train_one_epoch", recording)
+    monkeypatch.setattr("reference.training.fit.train_one_epoch", recording)
     _tiny_fit(tmp_path / "b", 4, resume=tmp_path / "b" / "last.pt")
     assert seen == straight  # epochs 0, 1, then 2, 3 after the resume, at the same rates
 
@@ -298,8 +298,8 @@ def test_one_batch_per_epoch_warms_up_within_epoch_zero_instead_of_pinning_the_l
     opt = sgd(model)
     steps = []
     opt.register_step_pre_hook(lambda o, args, kwargs: steps.append(o.param_groups[0]["lr"]))
-    with caplog.at_level("WARNING", logger="reference.engine"):
-        from reference.engine import train_one_epoch
+    with caplog.at_level("WARNING", logger="reference.engine.loops"):
+        from reference.engine.loops import train_one_epoch
 
         train_one_epoch(model, opt, batches(1), "cpu", epoch=0)
     assert steps == [pytest.approx(5e-6)]  # the one step is still the warmup's first
@@ -396,18 +396,18 @@ def test_seconds_per_iteration_leaves_out_validation_and_evaluation(tmp_path, mo
     """A fake clock that only validation advances: the per-iteration cost must not see it."""
     from types import SimpleNamespace
 
-    from reference.report import build_report
+    from reference.reporting.run_report import build_report
 
     _record_lrs(monkeypatch)
     clock = [0.0]
-    monkeypatch.setattr("reference.training.time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr("reference.training.fit.time", SimpleNamespace(perf_counter=lambda: clock[0]))
 
     def slow_validation(*args, **kwargs):
         clock[0] += 100.0
         return 1.0
 
-    monkeypatch.setattr("reference.training.validation_loss", slow_validation)
-    monkeypatch.setattr("reference.training.evaluate",
+    monkeypatch.setattr("reference.training.fit.validation_loss", slow_validation)
+    monkeypatch.setattr("reference.training.fit.evaluate",
                         lambda *a, **k: SimpleNamespace(stats={"bbox": [0.5]}, named=lambda: {}))
     cfg = FitConfig("tiny", 1, replace(CI_COSINE, epochs=2), epochs=2, seed=0)
     result = fit(_Tiny(), list(range(8)), list(range(4)), cfg, tmp_path)
@@ -418,7 +418,7 @@ def test_seconds_per_iteration_leaves_out_validation_and_evaluation(tmp_path, mo
 
 def test_worker_processes_load_the_batches_the_main_process_loads():
     """``--workers N``: the same samples in the same batches; only where they are loaded changes."""
-    from reference.training import make_loader
+    from reference.training.fit import make_loader
 
     ds = Subset(PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation()), range(6))
     ids = {}

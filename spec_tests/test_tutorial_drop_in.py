@@ -1,4 +1,4 @@
-"""Issue 15, part 1: ``reference.engine`` is a drop-in for the tutorial's ``from engine import train_one_epoch,
+"""Issue 15, part 1: ``reference.engine.loops`` is a drop-in for the tutorial's ``from engine import train_one_epoch,
 evaluate``: the tutorial's loop runs unchanged and prints what the references print (times stripped)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import re
 import pytest
 import torch
 
-from reference import engine
+from reference.engine import loops as engine
 from reference.models import SmallConfig, small_maskrcnn
-from reference.training import collate_fn
+from reference.training.fit import collate_fn
 from reference.transforms import tutorial
 
 from . import references_engine
@@ -171,7 +171,7 @@ def test_with_logging_configured_each_line_goes_once_through_the_applications_ha
         root.removeHandler(handler)
         root.setLevel(level)
     assert capsys.readouterr().out == ""
-    messages = [r.getMessage() for r in records if r.name == "reference.engine.lines"]
+    messages = [r.getMessage() for r in records if r.name == "reference.engine.loops.lines"]
     assert [m[:16] for m in messages] == ["Epoch: [0]  [0/3", "Epoch: [0]  [2/3", "Epoch: [0] Total"]
 
 

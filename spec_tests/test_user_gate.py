@@ -29,9 +29,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference import training, user_gate
+from reference.training import fit as training
+from reference.app import gate as user_gate
 from reference.cli import _cmd_gate_measure, build_parser, main
-from reference.gate import tolerance_from
+from reference.training.accuracy_gate import tolerance_from
 from reference.testing.synthetic import generate
 
 from .conftest import FIXTURES

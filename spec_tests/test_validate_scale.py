@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from reference.cli import main
 from reference.contract import headers_only_refusal, validate_dataset
-from reference.datasets import PennFudanDataset, open_dataset
+from reference.data import PennFudanDataset, open_dataset
 from reference.testing.synthetic import generate
 from reference.transforms import get_preset
 

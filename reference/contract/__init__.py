@@ -14,7 +14,7 @@ instance index and the offending values.
 
 from .checks import ImageHeader, image_id_of, image_id_value, image_size, validate_sample
 from .dataset_rules import class_name, class_names_of, compare_splits, dataset_checks, image_fingerprint
-from .report import Collector, Report, Violation
+from .findings import Collector, Report, Violation
 from .rules import (AREA_BOUNDARY_WIDTHS, AREA_REL_TOLERANCE, BOUNDS_EPS_PX, FAMILIES, FAR_FROM_MEAN_STD,
                     IMBALANCE_RATIO, KNOWN_KEYS, MASK_BOX_TOLERANCE_PX, NEAR_DUPLICATE_BITS, OPTIONAL_KEYS,
                     PER_INSTANCE_KEYS, REQUIRED_KEYS, RULE_BY_CODE, RULE_TABLE, RULES, Rule, Severity)

@@ -1,5 +1,5 @@
 """The per-sample checks: one small function per field of ``(image, target)``, each reporting through a
-:class:`~reference.contract.report.Collector`, and :func:`validate_sample`, which runs them in order.
+:class:`~reference.contract.findings.Collector`, and :func:`validate_sample`, which runs them in order.
 
 Both flavours of the tutorials are accepted: the legacy one (PIL image, ``image_id`` a one-element int64
 tensor) and the current one (``tv_tensors``, ``image_id`` a Python int).
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from .report import Collector, Violation
+from .findings import Collector, Violation
 from .rules import (AREA_BOUNDARY_WIDTHS, AREA_REL_TOLERANCE, BOUNDS_EPS_PX, KNOWN_KEYS, MASK_BOX_TOLERANCE_PX,
                     PER_INSTANCE_KEYS, REQUIRED_KEYS)
 

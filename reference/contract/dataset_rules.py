@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .checks import Parsed, _plain
-from .report import Report, Violation
+from .findings import Report, Violation
 from .rules import FAR_FROM_MEAN_STD, IMBALANCE_RATIO, NEAR_DUPLICATE_BITS
 
 

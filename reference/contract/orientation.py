@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from .checks import image_size
-from .report import Violation
+from .findings import Violation
 from .rules import BOUNDS_EPS_PX
 
 FIX_UPRIGHT = ("read it upright: PIL.ImageOps.exif_transpose(image), or torchvision.io.decode_image(data, "
@@ -50,7 +50,7 @@ def _source(dataset: Any, i: int, image: Any) -> tuple[str, int, tuple[int, int]
     """(file name, tag, stored size, upright size) of sample ``i``'s image, None when the tag is unknown or 1."""
     getter = getattr(dataset, "image_path", None)
     if callable(getter):
-        from ..datasets.images import read_header  # the loaders' header reader (imported late: no cycle)
+        from ..data.images import read_header  # the loaders' header reader (imported late: no cycle)
 
         try:
             path = Path(getter(i))

@@ -17,7 +17,7 @@ import numpy as np
 from .checks import ImageHeader, Parsed, check_sample, image_id_of, image_size
 from .dataset_rules import Stats, class_names_of, dataset_checks, image_fingerprint
 from .orientation import EXPLAINED, check_orientation
-from .report import Collector, Report, Violation
+from .findings import Collector, Report, Violation
 from .rules import RULES
 from .summary import SummaryBatch, quick_check_batch
 

@@ -8,7 +8,7 @@ Two sets, both in ``fixtures/golden/``:
   float16), on bundled validation scenes, two of them at odd sizes so that the model's resize and the box and mask
   paste-back run with real scale factors. Every detection is stored (boxes, scores, labels, mask RLEs) with the
   train-mode losses. Trained weights give scores spread over (0.05, 1) and masks with structure, so a drift in
-  torchvision's numerics or settings shows. Compared with :func:`reference.testing.snapshot.compare_detections`
+  torchvision's numerics or settings shows. Compared with :func:`reference.app.snapshot.compare_detections`
   and :data:`TRAINED_TOLERANCES`.
 - **architecture** (one file per builder): every builder with random weights on two synthetic images: the
   top detections, mask mean and standard deviation, the loss dict. Random weights score every detection
@@ -33,7 +33,7 @@ from torchvision.ops import box_iou, masks_to_boxes
 from ..atomic_io import atomic_write_json
 from ..models import BUILDERS, build_model
 from ..paths import fixtures_dir
-from .snapshot import Tolerances, compare_detections, detections_record, score_floor_of
+from ..app.snapshot import Tolerances, compare_detections, detections_record, score_floor_of
 
 # Architecture records (random weights): scores and losses with rtol = atol = 0.01 as torchvision's own model
 # tests; boxes within BOX_ATOL pixels; random weights score many boxes alike, so NMS may swap near-ties and
@@ -224,7 +224,7 @@ def trained_checkpoint() -> Path:
 
 def trained_model(path: Path | None = None) -> nn.Module:
     """The trained small Mask R-CNN in float32, eval mode (its float16 weights cast up on load)."""
-    from ..checkpoint import load_checkpoint
+    from ..training.checkpoint import load_checkpoint
 
     state = load_checkpoint(path or trained_checkpoint())
     model = build_model(state["model_name"], int(state["num_classes"]))
@@ -243,7 +243,7 @@ def _target_from_masks(masks: torch.Tensor, labels: torch.Tensor) -> dict[str, t
 def trained_inputs() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Twelve bundled validation scenes: ten as they are, one padded and one cropped to odd sizes (plain tensor
     operations only, so the inputs are the same bytes under every torchvision)."""
-    from ..datasets import PennFudanDataset
+    from ..data import PennFudanDataset
     from ..transforms import evaluation
 
     ds = PennFudanDataset(fixtures_dir() / "pennfudan" / "val", evaluation())
@@ -334,7 +334,7 @@ def drift(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, float]:
 
 def save_trained_checkpoint(source: Path, path: Path | None = None) -> None:
     """Store a training checkpoint's model as the golden weights: float16, no optimizer state."""
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..training.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(source)
     save_checkpoint(path or trained_checkpoint(), {

@@ -30,7 +30,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..contract import Report
-    from ..user_gate import GateSpec
+    from ..app.gate import GateSpec
 
 # Families of the rule table that need a second dataset (compare_splits), which --dataset does not give.
 SPLIT_FAMILIES = ("splits",)
@@ -121,7 +121,7 @@ def _snapshot_source(config: pytest.Config) -> list[str]:
 
 def missing_snapshot_line(config: pytest.Config, snapshot: Path) -> str:
     """One line: the snapshot file does not exist, and the two commands that record it with this run's arguments."""
-    from .snapshot import record_command
+    from ..app.snapshot import record_command
 
     opt = config.getoption
     update = shlex.join(["pytest", "--snapshot", str(snapshot), *_snapshot_source(config), "--snapshot-update"])
@@ -139,7 +139,7 @@ class _SnapshotItem(pytest.Item):
         self.snapshot = snapshot
 
     def runtest(self) -> None:
-        from .snapshot import MissingSnapshotError, check_snapshot, update_snapshot
+        from ..app.snapshot import MissingSnapshotError, check_snapshot, update_snapshot
 
         opt = self.config.getoption
         checkpoint, data = Path(opt("--snapshot-checkpoint")), Path(opt("--snapshot-data"))
@@ -174,8 +174,8 @@ class _SnapshotCollector(pytest.File):
 
 def missing_gate_line(gate: Path, data: str) -> str:
     """One line: the gate file does not exist, and the ``tvref gate measure`` command that writes it."""
-    from ..training import RECIPES
-    from ..user_gate import WEIGHT_NAMES
+    from ..training.fit import RECIPES
+    from ..app.gate import WEIGHT_NAMES
 
     measure = shlex.join(["tvref", "gate", "measure", "--data", data, "--recipe", "RECIPE", "--weights", "WEIGHTS",
                           "--out", str(gate)])
@@ -193,7 +193,7 @@ class _GateItem(pytest.Item):
         self.spec = spec
 
     def runtest(self) -> None:
-        from ..user_gate import check
+        from ..app.gate import check
 
         data = self.config.getoption("--gate-data")
         if self.spec is None:
@@ -243,7 +243,7 @@ def _contract_items(session: pytest.Session, config: pytest.Config) -> list[pyte
     if not spec:
         return []
     from ..contract import validate_dataset
-    from ..loading import SpecError, load_dataset, parse_args
+    from ..data.loading import SpecError, load_dataset, parse_args
 
     try:
         dataset = load_dataset(spec, config.getoption("--dataset-format"),
@@ -263,7 +263,7 @@ def _snapshot_items(session: pytest.Session, config: pytest.Config) -> list[pyte
     missing = [o for o in ("--snapshot-checkpoint", "--snapshot-data") if not config.getoption(o)]
     if missing:
         raise pytest.UsageError(f"--snapshot {path}: also give {' and '.join(missing)}")
-    from .snapshot import SnapshotError, load
+    from ..app.snapshot import SnapshotError, load
 
     if Path(path).exists():  # a missing file is the test's failure (or, updating, the file to write)
         try:
@@ -281,8 +281,8 @@ def _gate_items(session: pytest.Session, config: pytest.Config) -> list[pytest.I
         return []
     if not config.getoption("--gate-data"):
         raise pytest.UsageError(f"--gate {path}: also give --gate-data")
-    from ..jobs import JobError
-    from ..user_gate import load, preflight
+    from ..app.jobs import JobError
+    from ..app.gate import load, preflight
 
     gate, spec = Path(path), None
     if gate.exists():  # a missing file is the test's failure, naming the command that writes it

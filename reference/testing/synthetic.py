@@ -172,7 +172,7 @@ def make_scene(seed: int, index: int, size: tuple[int, int] = (160, 128), num_cl
     return Scene(image=image, labels=labels, polygons=polygons, masks=_visible(full, h, w))
 
 
-# The pretraining stand-in's data (:mod:`reference.testing.pretrain`): a distribution of its own, so that
+# The pretraining stand-in's data (:mod:`reference.models.pretrain`): a distribution of its own, so that
 # fine-tuning on the pedestrian scenes is a transfer, as COCO -> PennFudan is. Six polygon classes, none of
 # them a person: regular solids, stars, crosses and arrows at any rotation and aspect ratio.
 SHAPE_CLASSES = ("triangle", "square", "hexagon", "star", "cross", "arrow")

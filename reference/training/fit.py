@@ -29,14 +29,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from . import distributed
-from .atomic_io import atomic_write_json
+from ..engine import distributed
+from ..atomic_io import atomic_write_json
 from .checkpoint import (DIGEST_KEY, METADATA, CheckpointError, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
-from .coco_eval import CocoResult
-from .engine import EpochLog, evaluate, to_device, train_one_epoch
-from .sampling import GroupedBatchSampler, aspect_ratio_groups
-from .transforms import Compose, DropCrowd, drop_crowd, get_preset
+from ..engine.coco_eval import CocoResult
+from ..engine.loops import EpochLog, evaluate, to_device, train_one_epoch
+from ..data.sampling import GroupedBatchSampler, aspect_ratio_groups
+from ..transforms import Compose, DropCrowd, drop_crowd, get_preset
 
 log = logging.getLogger(__name__)
 

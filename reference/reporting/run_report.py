@@ -11,9 +11,9 @@ from typing import Any
 import torch
 import torchvision
 
-from .atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .coco_eval import STAT_NAMES
-from .training import FitResult
+from ..atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..engine.coco_eval import STAT_NAMES
+from ..training.fit import FitResult
 
 
 def versions() -> dict[str, str]:

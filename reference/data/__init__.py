@@ -80,7 +80,7 @@ def open_dataset(root: str | Path, fmt: str | None = None, transforms: Callable 
     are reported. ``images``: the COCO image root (default: found beside the annotation file).
     ``merge_similar_names``: read LabelMe labels and COCO category names (and ``classes``) that differ only in
     surrounding whitespace ("whitespace") or in case too ("case" or True) as one class; by default they stay
-    separate classes, with a CLASS_NAME_SIMILAR warning (see :mod:`reference.datasets.names`).
+    separate classes, with a CLASS_NAME_SIMILAR warning (see :mod:`reference.data.names`).
     """
     root = Path(root)
     if not root.is_dir() and not (root.is_file() and root.suffix.lower() == ".json"):

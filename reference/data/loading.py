@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from .datasets import DatasetError, open_dataset
+from . import DatasetError, open_dataset
 
 MAX_SHOWN = 120  # characters of a user value quoted in a message
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .atomic_io import atomic_write_bytes
+from ..atomic_io import atomic_write_bytes
 
 FORMAT = "tvref-checkpoint/1"
 DIGEST_KEY = "tensors_sha256"

@@ -114,12 +114,12 @@ def record(model: nn.Module, dataset: Dataset, *, max_images: int | None = None,
     ``dataset`` yields ``(float image in [0, 1], target)``. Returns the snapshot record: per-image detections
     and the COCO stats over those images, with versions, tolerances, score floor and ``meta`` merged in.
     """
-    from ..coco_eval import GroundTruth, detections_to_coco, score
+    from ..engine.coco_eval import GroundTruth, detections_to_coco, score
     from ..contract import image_id_of
-    from ..engine import default_inference_threads, predict
+    from ..engine.loops import default_inference_threads, predict
     from ..models import iou_types
-    from ..report import versions
-    from ..training import make_loader
+    from ..reporting.run_report import versions
+    from ..training.fit import make_loader
 
     meta = dict(meta or {})
     clash = set(meta) & set(_CORE_KEYS)
@@ -151,8 +151,8 @@ def record_checkpoint(checkpoint: Path, data: Path, *, fmt: str | None = None, d
                       mask_threshold: float = 0.5) -> dict[str, Any]:
     """:func:`record` for a project checkpoint on a dataset folder (its ``val/`` part if present), loaded as
     ``tvref evaluate`` loads them: the checkpoint's recipe's evaluation transforms, class counts checked."""
-    from ..jobs import JobError, _num_classes, _open, load_model, resolve_device
-    from ..training import get_recipe
+    from .jobs import JobError, _num_classes, _open, load_model, resolve_device
+    from ..training.fit import get_recipe
 
     dev = resolve_device(device)
     model, state = load_model(Path(checkpoint), dev)

@@ -32,7 +32,7 @@ Records as exporters and people leave them:
   unless they declare different sizes (IMAGE_ENTRY_INVALID, the later one left out).
 - Two categories of one name are one class, the lowest id's (CATEGORY_NAME_DUPLICATE); names differing only in
   case or surrounding whitespace stay separate classes (CLASS_NAME_SIMILAR) unless ``merge_similar_names``
-  asks otherwise (see :mod:`reference.datasets.names`).
+  asks otherwise (see :mod:`reference.data.names`).
 - Keypoints, where categories declare ``keypoints`` names (COCO's person_keypoints, Datumaro's/CVAT's "COCO
   Keypoints" export, ``annotations/person_keypoints_<subset>.json``; Datumaro writes ``"keypoints": []`` for
   categories without any): each annotation's ``[x1, y1, v1, ...]`` becomes ``keypoints`` float32 [N, K, 3], as
@@ -788,7 +788,7 @@ class CocoInstancesDataset(Dataset):
 
     def _apply_orientation(self, idx: int, path: Path, info: ImageHeaderInfo | None = None) -> bool:
         """Whether to turn image ``idx`` upright: the record's height and width say which frame its annotations
-        are in (:func:`~reference.datasets.images.choose_frame`); DECLARED_SIZE_MISMATCH when neither.
+        are in (:func:`~reference.data.images.choose_frame`); DECLARED_SIZE_MISMATCH when neither.
         ``info``: the file's header when already read."""
         info = info if info is not None else read_header(path)
         apply = choose_frame(self.get_height_and_width(idx), info, field="height",

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .coco_eval import STAT_NAMES, CocoResult
+from ..engine.coco_eval import STAT_NAMES, CocoResult
 
 if TYPE_CHECKING:
-    from .training import EpochRecord
-from .paths import fixtures_dir
+    from .fit import EpochRecord
+from ..paths import fixtures_dir
 
 TOLERANCE_RULE = ("max(3 sample standard deviations of the seeds, the largest distance of a seed from their mean), "
                   "rounded up to 0.001")

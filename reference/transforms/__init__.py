@@ -3,7 +3,7 @@
 The v2 presets are built from ``torchvision.transforms.v2``; :class:`PadSquare` is the piece of seed 002's
 pipeline that v2 lacks, and :class:`ResizeMax` stands in for ``v2.Resize(size=None, max_size=N)`` on
 torchvision < 0.20 (see :func:`resize_max`). The references' legacy ``(image, target)`` transforms live
-in :mod:`reference.legacy_transforms` and are re-exported here.
+in :mod:`reference.transforms.legacy` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from torchvision.ops import box_area
 from torchvision.transforms.v2 import functional as F
 
-from .legacy_transforms import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
+from .legacy import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
                                 RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort, RandomShortestSize,
                                 RandomZoomOut, ScaleJitter, SimpleCopyPaste, ToDtype, flip_keypoints)
 
@@ -157,7 +157,7 @@ def drop_crowd(target: dict[str, Any]) -> dict[str, Any]:
 
 class DropCrowd(v2.Transform):
     """:func:`drop_crowd` as an ``(image, target)`` transform: the first step of every training pipeline
-    (:func:`reference.training.transforms_for`), so that no augmentation sees crowd regions, as in the
+    (:func:`reference.training.fit.transforms_for`), so that no augmentation sees crowd regions, as in the
     references."""
 
     def forward(self, *inputs: Any) -> Any:

@@ -4,17 +4,17 @@ Kept exactly: the epoch-0 ``LinearLR`` warmup (start factor 1/1000 over ``min(10
 stepped after each optimizer step), the unreduced backward, the loss dict averaged across processes for
 logging, the meter order (``lr``, ``loss``, then the model's loss keys) and the log line format.
 
-Printed as the references print (see :mod:`reference.metric_logger`): training and ``Test:`` lines,
+Printed as the references print (see :mod:`reference.engine.metric_logger`): training and ``Test:`` lines,
 ``Averaged stats``, pycocotools' indexing and accumulating lines and the COCO tables; to stdout when the
-application configured no logging, else through ``logging`` (``reference.engine.lines``; the tables on
-``reference.engine.lines.coco``). One order differs: pycocotools' ``creating index...`` lines come after the
+application configured no logging, else through ``logging`` (``reference.engine.loops.lines``; the tables on
+``reference.engine.loops.lines.coco``). One order differs: pycocotools' ``creating index...`` lines come after the
 pass, where the ground truth is indexed, not before it. The returned records also answer the references'
 attribute paths: ``train_one_epoch(...).meters["loss"].global_avg`` and
 ``evaluate(...).coco_eval["bbox"].stats``.
 
 Changed on purpose: a non-finite loss raises :class:`NonFiniteLossError` (naming the values and the batch's
 image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads
-(see :mod:`reference.coco_eval`), keeps torch's thread count unless asked, and on a CPU runs batches side by
+(see :mod:`reference.engine.coco_eval`), keeps torch's thread count unless asked, and on a CPU runs batches side by
 side (see :func:`predict`).
 """
 
@@ -33,9 +33,9 @@ from torch import nn
 
 from . import distributed
 from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
-from .contract import image_id_of
+from ..contract import image_id_of
 from .metric_logger import COCO_LINES, LINES, MeterAttributes, MetricLogger, SmoothedValue, emit
-from .models import iou_types
+from ..models import iou_types
 
 log = logging.getLogger(__name__)
 

@@ -154,7 +154,7 @@ def _label_usage(root: Path) -> dict[str, dict[str, int]]:
 def labelme_classes(root: str | Path, merge_similar_names: MergeNames = False) -> list[str]:
     """Object class names used in a LabelMe folder, sorted; for when the caller gives no class list.
 
-    With ``merge_similar_names`` (see :mod:`reference.datasets.names`) names that differ only in surrounding
+    With ``merge_similar_names`` (see :mod:`reference.data.names`) names that differ only in surrounding
     whitespace (or case too) are one class, named by its most used spelling, stripped.
     """
     mode = merge_mode(merge_similar_names)
@@ -221,7 +221,7 @@ class LabelMeDataset(Dataset):
     Labels that differ only in case or surrounding whitespace (``person``, ``Person``, ``person ``) are separate
     classes, as labelme and labelme2coco keep them, with a CLASS_NAME_SIMILAR warning naming the spellings and
     files; ``merge_similar_names`` ("whitespace", or "case"/True) reads them as one (see
-    :mod:`reference.datasets.names`). ``*.JSON`` files are read like ``*.json``; a byte-order mark is skipped;
+    :mod:`reference.data.names`). ``*.JSON`` files are read like ``*.json``; a byte-order mark is skipped;
     macOS ``._*.json`` AppleDouble files (binary) are left out with one FILE_SKIPPED warning.
     """
 

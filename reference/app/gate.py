@@ -2,11 +2,11 @@
 
 ``measure`` trains your run over seeds 0..N-1 (each as ``tvref train`` would: your data's ``train/`` and
 ``val/``, or its held-out fifth; each into its own temporary folder) and writes the rows the project's own gate
-uses, ``[task, metric, expected, tolerance]`` (see :mod:`reference.gate`): ``expected`` is the seeds' mean and
-``tolerance`` comes from their spread (:func:`reference.gate.tolerance_from`), for every AP the final COCO
-evaluation gives (``bbox AP``; Mask R-CNN also ``segm AP``) and for ``train loss``, the last epoch's mean
-training loss (as the demo's gate). Beside the rows: the per-seed values, the versions,
-the recipe's settings, the model, weights, data and epochs.
+uses, ``[task, metric, expected, tolerance]`` (see :mod:`reference.training.accuracy_gate`): ``expected`` is the
+seeds' mean and ``tolerance`` comes from their spread (:func:`reference.training.accuracy_gate.tolerance_from`),
+for every AP the final COCO evaluation gives (``bbox AP``; Mask R-CNN also ``segm AP``) and for ``train loss``,
+the last epoch's mean training loss (as the demo's gate). Beside the rows: the per-seed values, the versions, the
+recipe's settings, the model, weights, data and epochs.
 
 ``check`` trains once more, with the recorded model, recipe (by name), weights and epochs and the first measured
 seed, and compares. What is refused as bad input (:class:`GateFileError`, exit code 2): a missing or malformed
@@ -31,10 +31,10 @@ from typing import Any, Callable
 
 import torch
 
-from .coco_eval import STAT_NAMES, CocoResult
-from .gate import TOLERANCE_RULE, GateCheck, check_gate, metric_value, tolerance_from, torch_line
+from ..engine.coco_eval import STAT_NAMES, CocoResult
+from ..training.accuracy_gate import TOLERANCE_RULE, GateCheck, check_gate, metric_value, tolerance_from, torch_line
 from .jobs import JobError, TrainOptions, run_train
-from .training import EpochRecord, get_recipe
+from ..training.fit import EpochRecord, get_recipe
 
 FORMAT = "tvref-gate/1"
 MIN_SEEDS = 2
@@ -176,7 +176,7 @@ def measure(data: Path, *, recipe: str, weights: str | None, model: str = "small
     for metric, vals in values.items():
         expected = round(statistics.fmean(vals), 4)
         rows.append([task, metric, expected, tolerance_from(vals, min_tolerance, center=expected)])
-    from .report import versions
+    from ..reporting.run_report import versions
 
     return {
         "format": FORMAT,
@@ -200,7 +200,7 @@ def measure(data: Path, *, recipe: str, weights: str | None, model: str = "small
 
 
 def save(path: Path, doc: dict[str, Any]) -> None:
-    from .atomic_io import atomic_write_json
+    from ..atomic_io import atomic_write_json
 
     atomic_write_json(path, doc)
 
@@ -215,8 +215,8 @@ def _number(x: Any) -> bool:
 
 def load(path: Path) -> GateSpec:
     """Read and check a gate file; a :class:`GateFileError` naming the field and the rule otherwise."""
-    from .models import BUILDERS
-    from .training import RECIPES
+    from ..models import BUILDERS
+    from ..training.fit import RECIPES
 
     path = Path(path)
     if not path.is_file():

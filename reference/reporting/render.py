@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from .atomic_io import atomic_write_bytes
+from ..atomic_io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

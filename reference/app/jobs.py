@@ -22,19 +22,19 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from . import distributed
-from .checkpoint import METADATA, CheckpointError, load_checkpoint
-from .coco_eval import CocoResult
-from .contract import Report, class_name, class_names_of, validate_dataset
-from .datasets import DatasetError, open_dataset
-from .engine import evaluate, predict
-from .gate import GateUnavailable, check_gate, gate_for
-from .loading import loader_failure
-from .models import STANDIN, build_model, make_box_only, predicts_keypoints, predicts_masks
-from .paths import fixtures_dir
-from .render import save_png, side_by_side
-from .report import build_report, write_report
-from .training import (EpochRecord, FitConfig, FitResult, Recipe, check_resumable, data_fingerprint, fit,
+from ..engine import distributed
+from ..training.checkpoint import METADATA, CheckpointError, load_checkpoint
+from ..engine.coco_eval import CocoResult
+from ..contract import Report, class_name, class_names_of, validate_dataset
+from ..data import DatasetError, open_dataset
+from ..engine.loops import evaluate, predict
+from ..training.accuracy_gate import GateUnavailable, check_gate, gate_for
+from ..data.loading import loader_failure
+from ..models import STANDIN, build_model, make_box_only, predicts_keypoints, predicts_masks
+from ..paths import fixtures_dir
+from ..reporting.render import save_png, side_by_side
+from ..reporting.run_report import build_report, write_report
+from ..training.fit import (EpochRecord, FitConfig, FitResult, Recipe, check_resumable, data_fingerprint, fit,
                        get_recipe, make_loader, planned_epochs, transforms_for)
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def split_datasets(data: Path, fmt: str | None, recipe: Recipe, seed: int,
     A folder with ``train/`` and ``val/`` (or Roboflow's ``valid/``) inside is used as given (a ``test/`` split
     is left alone); a single folder is split by a permutation seeded by ``seed``, its last
     :func:`held_out_count` samples held out for validation. ``classes`` fixes the class names and their ids
-    (see :func:`reference.datasets.parse_classes`); without it the training split's own classes are used.
+    (see :func:`reference.data.parse_classes`); without it the training split's own classes are used.
     ``merge_similar_names`` ("whitespace" or "case") reads near-duplicate class names as one class.
     """
     val_folder = validation_folder(data)
@@ -431,7 +431,7 @@ def run_train(opts: TrainOptions, on_epoch=None) -> tuple[FitResult, dict[str, A
     return result, report
 
 
-# what the demo and the gate fine-tune: the bundled stand-in for COCO weights (reference.testing.pretrain)
+# what the demo and the gate fine-tune: the bundled stand-in for COCO weights (reference.models.pretrain)
 DEMO_WEIGHTS = STANDIN
 
 
@@ -458,7 +458,7 @@ def run_gate(recipe: str = "ci", seed: int = 0, epochs: int | None = None) -> tu
 
 def load_model(checkpoint: Path, device: torch.device):
     """The model a checkpoint was trained as, with its weights; refuses files that are not checkpoints."""
-    from .models import BUILDERS, freeze_batchnorm, has_frozen_batchnorm, is_box_only_state
+    from ..models import BUILDERS, freeze_batchnorm, has_frozen_batchnorm, is_box_only_state
 
     try:
         state = load_checkpoint(checkpoint)
@@ -521,8 +521,8 @@ def run_predict(checkpoint: Path, image: Path, out: Path, score_threshold: float
     checkpoint without them); returns how many detections passed the threshold."""
     from torchvision.transforms.v2 import functional as F
 
-    from .datasets.images import read_rgb
-    from .render import draw_instances, upscale_for, with_caption
+    from ..data.images import read_rgb
+    from ..reporting.render import draw_instances, upscale_for, with_caption
 
     check_output_file(out, "--out", not_same_as=image)
     dev = resolve_device(device)

@@ -4,11 +4,11 @@ A meter prints ``median (global average)`` over a window of 20 (the lower median
 log line is two-space separated: ``Epoch: [0]  [10/60]  eta: 0:00:20  lr: 0.000936  loss: 1.3007 (1.5313)
 ...  time: 0.4198  data: 0.0298``.
 
-Where the lines go (:func:`emit`): to :mod:`logging` (logger ``reference.engine.lines``) when the application
+Where the lines go (:func:`emit`): to :mod:`logging` (logger ``reference.engine.loops.lines``) when the application
 configured logging, else to stdout, as the references' ``print`` does. So a tutorial script that swaps its
 ``engine`` import for ours prints the same lines, and an application with logging set up gets each line once,
 through its own handlers. Every iteration also sends a record with a :class:`Progress` payload to
-``reference.engine.progress`` at DEBUG, for live progress displays (the CLI's); nothing is formatted unless
+``reference.engine.loops.progress`` at DEBUG, for live progress displays (the CLI's); nothing is formatted unless
 a handler listens there.
 """
 
@@ -25,9 +25,9 @@ import torch
 
 from . import distributed
 
-LINES = "reference.engine.lines"
-COCO_LINES = "reference.engine.lines.coco"
-PROGRESS = "reference.engine.progress"
+LINES = "reference.engine.loops.lines"
+COCO_LINES = "reference.engine.loops.lines.coco"
+PROGRESS = "reference.engine.loops.progress"
 
 
 def _level_set_below_root(logger: logging.Logger) -> bool:

@@ -11,7 +11,7 @@ which reads only the header on open).
 Modes: RGB is kept; 16-bit grayscale (``I;16``, and ``I`` within 16 bits) is scaled to 8 bits, as viewers show
 it (Pillow's own conversion clips it to white); every other Pillow mode (L, 1, P, LA, PA, RGBA, CMYK, YCbCr, ...)
 is converted by Pillow, dropping alpha as torchvision's ``ImageReadMode.RGB`` does. A float image, a
-decompression bomb, a truncated or undecodable file is a :class:`~reference.datasets.common.DatasetError`
+decompression bomb, a truncated or undecodable file is a :class:`~reference.data.common.DatasetError`
 naming the file.
 """
 

@@ -219,7 +219,7 @@ class SmallConfig:
     proposals_test: int = 128
 
 
-# The small model's pretrained stand-in for COCO weights (reference.testing.pretrain makes it), by name
+# The small model's pretrained stand-in for COCO weights (reference.models.pretrain makes it), by name
 STANDIN = "standin"
 STANDIN_FILE = "pretrained/small_maskrcnn_shapes.pt"
 # the stages a pretrained small model keeps fixed, as torchvision keeps conv1 and layer1 of a COCO resnet50
@@ -231,12 +231,12 @@ def standin_path() -> Path:
     import hashlib
     import json
 
-    from .paths import fixtures_dir
+    from ..paths import fixtures_dir
 
     path = fixtures_dir() / STANDIN_FILE
     if not path.is_file():
         raise WeightsUnavailableError(f"the pretrained stand-in {path} is missing; make it with "
-                                      f"python -m reference.testing.pretrain --out {path}")
+                                      f"python -m reference.models.pretrain --out {path}")
     want = json.loads((fixtures_dir() / "manifest.json").read_text())["pretrained"]["sha256"]
     got = hashlib.sha256(path.read_bytes()).hexdigest()
     if got != want:
@@ -271,7 +271,7 @@ def small_maskrcnn(num_classes: int, weights: Weights = None, config: SmallConfi
     """A Mask R-CNN small enough to train on a 2-core CPU in minutes (tests and the main job).
 
     ``weights``: None (random), ``"standin"`` (the bundled stand-in pretrained on generated shapes, see
-    :mod:`reference.testing.pretrain`) or a path to a state dict or checkpoint of this architecture.
+    :mod:`reference.models.pretrain`) or a path to a state dict or checkpoint of this architecture.
     Pretrained weights are treated as torchvision treats COCO weights: the model is built with the weights'
     own class count and loaded, its BatchNorm frozen (``FrozenBatchNorm2d``) and its first two stages
     (``stem``, ``layer1``) not trained; then the tutorial's surgery replaces the box and the mask predictor by

@@ -1,6 +1,6 @@
 """What the on-disk datasets share: safe paths, mask reading with file-naming errors, boxes from masks, and
 :func:`issue` to record a problem in one annotation as a contract :class:`~reference.contract.Violation`
-(image files are read in :mod:`reference.datasets.images`)."""
+(image files are read in :mod:`reference.data.images`)."""
 
 from __future__ import annotations
 

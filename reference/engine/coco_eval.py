@@ -6,7 +6,7 @@ Differences from torchvision's ``references/detection`` (deliberate, tested):
   image is decoded twice and a ``Subset`` is evaluated as the subset, never unwrapped.
 - An empty detection list gives AP 0 with a warning instead of a crash in ``loadRes``.
 - pycocotools' console output is captured and returned (:attr:`CocoResult.log_lines`, the summary text);
-  :func:`reference.engine.evaluate` decides what to show.
+  :func:`reference.engine.loops.evaluate` decides what to show.
 - The backend is pluggable: ``pycocotools`` (default) or ``faster_coco_eval`` (same API, C++ core).
 """
 
@@ -208,9 +208,9 @@ def score(gt: GroundTruth, detections: dict[str, list[dict]], backend: str = "py
 def ground_truth_from_dataset(dataset) -> GroundTruth:
     """The references' way: iterate the whole dataset (decoding every image) to learn the ground truth.
 
-    Kept for comparison and benchmarks only; :func:`reference.engine.evaluate` does not need it.
+    Kept for comparison and benchmarks only; :func:`reference.engine.loops.evaluate` does not need it.
     """
-    from .contract import image_id_of
+    from ..contract import image_id_of
 
     gt = GroundTruth()
     for i in range(len(dataset)):

@@ -6,7 +6,7 @@ detector pretrained on a large, different dataset" is played by this model: it l
 of cluttered backgrounds) and never sees a pedestrian. The demo and the accuracy gate then do the tutorial's
 head surgery on it and fine-tune it on the bundled pedestrian scenes.
 
-    python -m reference.testing.pretrain --out fixtures/pretrained/small_maskrcnn_shapes.pt
+    python -m reference.models.pretrain --out fixtures/pretrained/small_maskrcnn_shapes.pt
 
 Everything is seeded and the scenes depend only on ``(seed, index)``; with the same torch build and thread
 count the same command writes the same bytes (the weights are stored as float16, 2.8 MB). The bundled file took
@@ -31,10 +31,10 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 
 from ..atomic_io import atomic_write_bytes
-from ..models import small_maskrcnn
-from ..training import FitConfig, Recipe, fit
+from . import small_maskrcnn
+from ..training.fit import FitConfig, Recipe, fit
 from ..transforms import get_preset
-from .synthetic import SHAPE_CLASSES, make_shapes_scene
+from ..testing.synthetic import SHAPE_CLASSES, make_shapes_scene
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def pretrain(out: Path, data: DataRecipe = DataRecipe(), recipe: Recipe = RECIPE
         "classes": ds.classes, "recipe": asdict(recipe), "data": asdict(data), "seed": seed, "threads": threads,
         "torch": torch.__version__, "torchvision": torchvision.__version__, "seconds": round(seconds, 1),
         "final_train_loss": round(result.history[-1].train_loss, 4),
-        "command": f"python -m reference.testing.pretrain --out {out.name}",
+        "command": f"python -m reference.models.pretrain --out {out.name}",
     }
 
 
@@ -130,7 +130,7 @@ def _serialise(state: dict[str, torch.Tensor]) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reference.testing.pretrain", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reference.models.pretrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="weights file to write (refused if it exists)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the bundled weights were "

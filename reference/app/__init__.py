@@ -1,0 +1,1 @@
+"""The application layer: one module per command, each returning results; the CLI parses and prints."""

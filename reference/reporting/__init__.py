@@ -1,0 +1,1 @@
+"""What a run leaves for people: the run report and its pictures."""

@@ -1,0 +1,1 @@
+"""Training: recipes and the resumable loop, checkpoints, the accuracy gate of the bundled recipes."""
