@@ -6,7 +6,7 @@ Differences from torchvision's ``references/detection`` (deliberate, tested):
   image is decoded twice and a ``Subset`` is evaluated as the subset, never unwrapped.
 - An empty detection list gives AP 0 with a warning instead of a crash in ``loadRes``.
 - pycocotools' console output is captured and returned (:attr:`CocoResult.log_lines`, the summary text);
-  :func:`reference.engine.loops.evaluate` decides what to show.
+  :class:`reference.engine.evaluator.COCOEvaluator` decides what to show.
 - The backend is pluggable: ``pycocotools`` (default) or ``faster_coco_eval`` (same API, C++ core).
 """
 

@@ -14,17 +14,18 @@ attribute paths: ``train_one_epoch(...).meters["loss"].global_avg`` and
 
 Changed on purpose: a non-finite loss raises :class:`NonFiniteLossError` (naming the values and the batch's
 image ids) instead of ``sys.exit``; evaluation builds its ground truth from the targets it already loads
-(see :mod:`reference.engine.coco_eval`), keeps torch's thread count unless asked, and on a CPU runs batches side by
-side (see :func:`predict`).
+(see :mod:`reference.engine.coco_eval`), keeps torch's thread count unless asked, on a CPU runs batches side by
+side (see :func:`reference.engine.evaluator.predict`), and leaves each module's training flag as it found it.
+``evaluate`` is :func:`reference.engine.evaluator.inference_on_dataset` with a
+:class:`reference.engine.evaluator.COCOEvaluator`; ``predict``, ``predict_batches`` and
+``default_inference_threads`` are that module's, importable from here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
@@ -32,10 +33,14 @@ import torch
 from torch import nn
 
 from . import distributed
-from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
+from .coco_eval import CocoResult, score
 from ..contract import image_id_of
-from .metric_logger import COCO_LINES, LINES, MeterAttributes, MetricLogger, SmoothedValue, emit
+from .evaluator import COCOEvaluator, default_inference_threads, inference_on_dataset, predict, predict_batches
+from .metric_logger import LINES, MeterAttributes, MetricLogger, SmoothedValue
 from ..models import iou_types
+
+__all__ = ["EpochLog", "NonFiniteLossError", "default_inference_threads", "evaluate", "predict", "predict_batches",
+           "to_device", "torch_threads", "train_one_epoch", "warmup_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -134,131 +139,34 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data_loa
     return record
 
 
-@torch.inference_mode()
-def _infer(model: nn.Module, images: Sequence[torch.Tensor], device: torch.device) -> tuple[list[dict], float]:
-    """The batch's outputs on the CPU, and the seconds the model took."""
-    start = time.perf_counter()
-    outputs = model([img.to(device) for img in images])
-    outputs = [{k: v.to("cpu") for k, v in out.items()} for out in outputs]
-    return outputs, time.perf_counter() - start
-
-
-def _per_image(images, targets, outputs):
-    for img, tgt, out in zip(images, targets, outputs):
-        yield tgt, out, (int(img.shape[-2]), int(img.shape[-1]))
-
-
-def default_inference_threads(device: torch.device | str) -> int:
-    """Batches to run side by side: one on an accelerator; on a CPU up to 4, sharing torch's threads."""
-    return 1 if torch.device(device).type != "cpu" else max(1, min(4, torch.get_num_threads()))
-
-
-def predict(model: nn.Module, data_loader: Iterable, device: torch.device | str, *, threads: int = 1):
-    """Yield ``(target, output, (H, W))`` per image in loader order, outputs on the CPU.
-
-    ``threads > 1`` runs that many batches at once, each with ``torch.get_num_threads() // threads`` of
-    torch's threads (restored when the generator ends). On a CPU, detection models spend much of their
-    time in single-threaded operators (``roi_align``, mask pasting) and Python, so whole batches side by side
-    use the cores better than torch's intra-op threads do (the evaluation benchmark in
-    ``spec_tests/test_benchmarks.py`` measures the effect). Each batch's output does not depend on the others.
-    The model is shared by the threads, so its eval-mode forward must not change its own state (torchvision's
-    detectors do not).
-    """
-    for images, targets, outputs, _ in predict_batches(model, data_loader, device, threads=threads):
-        yield from _per_image(images, targets, outputs)
-
-
-def predict_batches(model: nn.Module, data_loader: Iterable, device: torch.device | str, *,
-                    threads: int = 1) -> Iterator[tuple[Sequence, Sequence, list[dict], float]]:
-    """Yield ``(images, targets, outputs, model_seconds)`` per batch in loader order (see :func:`predict`)."""
-    device = torch.device(device)
-    model.eval()
-    if threads <= 1:
-        for images, targets in data_loader:
-            yield (images, targets, *_infer(model, images, device))
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, previous // threads))
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            pending: deque = deque()
-            for images, targets in data_loader:
-                pending.append((images, targets, pool.submit(_infer, model, images, device)))
-                if len(pending) > 2 * threads:  # bounded look-ahead: memory stays flat on long loaders
-                    images, targets, job = pending.popleft()
-                    yield (images, targets, *job.result())
-            while pending:
-                images, targets, job = pending.popleft()
-                yield (images, targets, *job.result())
-    finally:
-        torch.set_num_threads(previous)
-
-
-class _Sized:
-    """An iterator with the length of the loader it walks (``MetricLogger.log_every`` needs one)."""
-
-    def __init__(self, items: Iterator, length: int):
-        self.items, self.length = items, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __iter__(self) -> Iterator:
-        return self.items
-
-
 def evaluate(model: nn.Module, data_loader: Iterable, device: torch.device | str, *,
              backend: str = "pycocotools", num_threads: int | None = None,
              inference_threads: int | None = None, print_freq: int = 100) -> CocoResult:
     """COCO stats per IoU type (bbox; segm for Mask R-CNN; keypoints for Keypoint R-CNN).
 
-    Under ``torchrun`` each process evaluates its shard; ground truth and detections are gathered and an
-    image seen by two processes counts once (first wins). ``num_threads`` sets torch's thread count for the
-    pass and restores the previous one afterwards, also on error. ``inference_threads`` is passed to
-    :func:`predict` (default: :func:`default_inference_threads`). Prints the references' ``Test:`` lines every
-    ``print_freq`` batches, ``Averaged stats``, and the COCO tables (see the module docstring for where they go).
-    ``model_time`` is the seconds each batch spent in the model, ``evaluator_time`` the seconds spent turning
-    its outputs into COCO results.
+    :func:`~reference.engine.evaluator.inference_on_dataset` with a
+    :class:`~reference.engine.evaluator.COCOEvaluator` of the model's IoU types. Under ``torchrun`` each process
+    evaluates its shard; ground truth and detections are gathered and an image seen by two processes counts once
+    (first wins). ``num_threads`` sets torch's thread count for the pass and restores the previous one
+    afterwards, also on error. ``inference_threads`` is passed to :func:`predict_batches` (default:
+    :func:`default_inference_threads`). Prints the references' ``Test:`` lines every ``print_freq`` batches,
+    ``Averaged stats``, and the COCO tables (see the module docstring for where they go). ``model_time`` is the
+    seconds each batch spent in the model, ``evaluator_time`` the seconds spent turning its outputs into COCO
+    results. The model's training flags are as they were afterwards.
     """
-    types = iou_types(model.module if hasattr(model, "module") else model)
+    evaluator = COCOEvaluator(iou_types(model.module if hasattr(model, "module") else model), backend, score)
+    with torch_threads(num_threads):
+        return inference_on_dataset(model, data_loader, evaluator, device, threads=inference_threads,
+                                    print_freq=print_freq, run_batches=predict_batches)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's thread count set to ``count`` inside the block (unchanged for None), the previous one restored."""
     previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    if inference_threads is None:
-        inference_threads = default_inference_threads(device)
+    if count is not None:
+        torch.set_num_threads(count)
     try:
-        gt = GroundTruth()
-        dets: dict[str, list[dict]] = {t: [] for t in types}
-        meters = MetricLogger(logging.getLogger(LINES))
-        batches = _Sized(predict_batches(model, data_loader, device, threads=inference_threads),
-                         len(data_loader))  # type: ignore[arg-type]
-        for images, targets, outputs, model_time in meters.log_every(batches, print_freq, "Test:"):
-            start = time.perf_counter()
-            for target, output, (h, w) in _per_image(images, targets, outputs):
-                image_id = image_id_of(target)
-                gt.add(image_id, h, w, target)
-                for t in types:
-                    dets[t] += detections_to_coco(image_id, output, t)
-            meters.update(model_time=model_time, evaluator_time=time.perf_counter() - start)
-        meters.emit(f"Averaged stats: {meters}")
-        parts = distributed.all_gather_objects((gt, dets))
-        if len(parts) > 1:
-            gt = parts[0][0].merge([p[0] for p in parts[1:]])
-            dets = {t: _first_wins([p[0] for p in parts], [p[1][t] for p in parts]) for t in types}
-        result = score(gt, dets, backend)
+        yield
     finally:
         torch.set_num_threads(previous)
-    lines = logging.getLogger(LINES)
-    for line in result.log_lines:
-        emit(lines, line)
-    emit(logging.getLogger(COCO_LINES), result.text())
-    return result
-
-
-def _first_wins(gts: list[GroundTruth], per_rank: list[list[dict]]) -> list[dict]:
-    """Detections of each image from the first process whose shard held it (padding duplicates dropped)."""
-    owner: dict[int, int] = {}
-    for rank, gt in enumerate(gts):
-        for im in gt.images:
-            owner.setdefault(im["id"], rank)
-    return [d for rank, dets in enumerate(per_rank) for d in dets if owner.get(d["image_id"]) == rank]
