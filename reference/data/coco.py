@@ -59,10 +59,10 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..contract import ImageHeader, Violation
+from ..contract import Violation
 from ..contract.summary import SummaryBatch
-from .common import (FAR_OUTSIDE, DatasetError, SafeRoot, SampleNotes, collection_paused, far_outside, issue,
-                     max_image_pixels, read_json)
+from .common import (FAR_OUTSIDE, DatasetError, HeaderSamples, SafeRoot, SampleNotes, collection_paused, far_outside,
+                     issue, max_image_pixels, read_json)
 from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
 from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups,
                     unknown_label_hint)
@@ -85,6 +85,13 @@ def segmentation_rle(segm: Any, height: int, width: int) -> dict:
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygon list, uncompressed or compressed RLE) as a uint8 [H, W] mask."""
     return mask_utils.decode(segmentation_rle(segm, height, width)).astype(np.uint8)
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """A [H, W] mask (non-zero is foreground) as a JSON-ready compressed COCO RLE: ``{"size": [H, W], "counts":
+    str}``, what COCO results files, pycocotools' ``COCO.loadRes`` and the snapshots hold."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def rle_string_counts(text: str) -> list[int] | None:
@@ -285,7 +292,7 @@ def _polygons_usable(raw: list, ok: np.ndarray, size: np.ndarray) -> np.ndarray:
     return ok
 
 
-class CocoInstancesDataset(Dataset):
+class CocoInstancesDataset(HeaderSamples, Dataset):
     """A COCO instances file over an image root (v2 flavour: ``tv_tensors``, int ``image_id``).
 
     ``images_dir`` None picks the image root as the module docstring says. Object categories map to labels
@@ -919,14 +926,11 @@ class CocoInstancesDataset(Dataset):
             box[k] = (xs, ys, xe, ye)
         return area, box
 
-    def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
-        """``self[idx]`` without decoding the image (the validator's fast path): the size from the file header
-        and the same target; without transforms, which need the pixels."""
-        if self.transforms is not None:
-            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+    def header_target(self, idx: int) -> tuple[tuple[int, int], dict]:
+        """For :meth:`header_sample`: the size from the image file's header and the target."""
         self._apply_orientation(idx, self._image_path(idx))
         h, w = self.get_height_and_width(idx)
-        return ImageHeader(h, w), self._target(idx, h, w)
+        return (h, w), self._target(idx, h, w)
 
     def __getitem__(self, idx: int):
         path = self._image_path(idx)

@@ -1,4 +1,5 @@
-"""What the on-disk datasets share: safe paths, mask reading with file-naming errors, boxes from masks, and
+"""What the on-disk datasets share: safe paths, JSON reading, mask reading (id maps, polygons) with
+file-naming errors, boxes from masks, :class:`HeaderSamples` (the validator's ``header_sample`` fast path) and
 :func:`issue` to record a problem in one annotation as a contract :class:`~reference.contract.Violation`
 (image files are read in :mod:`reference.data.images`)."""
 
@@ -14,11 +15,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torchvision import ops
 from torchvision.ops import masks_to_boxes
 
-from ..contract import Violation
+from ..contract import ImageHeader, Violation
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,32 @@ class SafeRoot:
         if not ok:
             raise DatasetError(f"{what}: path {relative!r} points outside the dataset root {self.root}; refused")
         return Path(candidate)
+
+
+def rasterise_polygon(points: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """A filled polygon as a {0, 1} uint8 [H, W] array, outline pixels included (as labelme's shape_to_mask)."""
+    canvas = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+class HeaderSamples:
+    """``header_sample(idx)`` for a loader: ``self[idx]`` without decoding the image (the validator's fast path,
+    :func:`reference.contract.validate_dataset` with ``headers``), the image's size from its header and the same
+    target, refused where the dataset has transforms (they need the pixels). The loader gives
+    :meth:`header_target`."""
+
+    transforms: Any
+
+    def header_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
+        """Sample ``idx``'s image size (H, W) as its header gives it, and its untransformed target."""
+        raise NotImplementedError
+
+    def header_sample(self, idx: int) -> tuple[ImageHeader, dict[str, Any]]:
+        if self.transforms is not None:
+            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+        size, target = self.header_target(idx)
+        return ImageHeader(*size), target
 
 
 def read_label_map(path: Path) -> torch.Tensor:

@@ -40,8 +40,9 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..contract import ImageHeader, Violation
-from .common import DatasetError, SampleNotes, boxes_from_masks, far_outside, issue, max_image_pixels, safe_join
+from ..contract import Violation
+from .common import (DatasetError, HeaderSamples, SampleNotes, boxes_from_masks, far_outside, issue, max_image_pixels,
+                     rasterise_polygon, safe_join)
 from .images import ImageHeaderInfo, choose_frame, read_header, read_rgb, stored_frame_note
 
 from .listing import files_with_suffix, skipped_finding
@@ -77,13 +78,6 @@ class _Entry:
     declared: tuple[int, int] | None = None  # imageHeight, imageWidth as the file gives them
 
 
-def rasterise_polygon(points: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """A filled polygon as a {0, 1} uint8 [H, W] array, outline pixels included (as labelme's shape_to_mask)."""
-    canvas = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in points], fill=1, outline=1)
-    return np.asarray(canvas, dtype=np.uint8)
-
-
 def rasterise_shape(shape: _Shape, height: int, width: int) -> np.ndarray:
     """A shape's area as a {0, 1} uint8 [H, W] array, drawn the way labelme's utilities draw it."""
     if shape.kind == "mask":
@@ -96,17 +90,17 @@ def rasterise_shape(shape: _Shape, height: int, width: int) -> np.ndarray:
         if ys < ye and xs < xe:
             out[ys:ye, xs:xe] = shape.patch[ys - y0:ye - y0, xs - x0:xe - x0]
         return out
+    if shape.kind not in ("rectangle", "circle"):  # polygon, oriented_rectangle
+        return rasterise_polygon(shape.points, height, width)
     canvas = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
     if shape.kind == "rectangle":
         (x0, y0), (x1, y1) = shape.points
         draw.rectangle(((min(x0, x1), min(y0, y1)), (max(x0, x1), max(y0, y1))), fill=1, outline=1)
-    elif shape.kind == "circle":
+    else:  # circle
         (cx, cy), (px, py) = shape.points
         r = math.hypot(cx - px, cy - py)
         draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), fill=1, outline=1)
-    else:  # polygon, oriented_rectangle
-        draw.polygon(list(shape.points), fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -207,7 +201,7 @@ _POINT_COUNTS = {"rectangle": (2, "2 corners"), "circle": (2, "a centre and a po
                  "mask": (2, "the patch's two corners"), "oriented_rectangle": (4, "4 corners")}
 
 
-class LabelMeDataset(Dataset):
+class LabelMeDataset(HeaderSamples, Dataset):
     """LabelMe files as Mask R-CNN targets (v2 flavour: ``tv_tensors``, int ``image_id``).
 
     ``class_names`` lists the object classes (labels 1..K; None: every label in the data but ``__ignore__``
@@ -490,14 +484,12 @@ class LabelMeDataset(Dataset):
             "iscrowd": torch.zeros((len(e.labels),), dtype=torch.int64),
         }
 
-    def header_sample(self, idx: int) -> tuple[ImageHeader, dict]:
-        """``self[idx]`` without decoding the image (the validator's fast path): the size from the image file's
-        header or the inline imageData's, and the same target; without transforms, which need the pixels."""
-        if self.transforms is not None:
-            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+    def header_target(self, idx: int) -> tuple[tuple[int, int], dict]:
+        """For :meth:`header_sample`: the size from the image file's header or the inline imageData's, and the
+        target."""
         info, apply = self._frame(idx)
         h, w = info.size(apply)
-        return ImageHeader(h, w), self._target(idx, h, w)
+        return (h, w), self._target(idx, h, w)
 
     def __getitem__(self, idx: int):
         source, name = self._source(idx)

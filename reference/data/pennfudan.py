@@ -28,8 +28,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from ..contract import ImageHeader, Violation
-from .common import DatasetError, SampleNotes, box_area, boxes_from_masks, instance_ids, issue, read_label_map
+from ..contract import Violation
+from .common import (DatasetError, HeaderSamples, SampleNotes, box_area, boxes_from_masks, instance_ids, issue,
+                     read_label_map)
 from .images import ImageHeaderInfo, read_header, read_rgb, stored_frame_note
 
 from .listing import skipped_finding, split_system_files
@@ -42,7 +43,7 @@ ARCHIVE_NAME = "PennFudanPed.zip"
 EXPECTED_IMAGES = 170
 
 
-class PennFudanDataset(Dataset):
+class PennFudanDataset(HeaderSamples, Dataset):
     """Penn-Fudan layout reader; see the module docstring for the two flavours.
 
     ``exclusive_boxes=True`` gives x2, y2 = last index + 1 (no instance can get a zero-size box). With the
@@ -149,16 +150,14 @@ class PennFudanDataset(Dataset):
             target["masks"] = tv_tensors.Mask(target["masks"])
         return target
 
-    def header_sample(self, idx: int) -> tuple[ImageHeader, dict[str, Any]]:
-        """``self[idx]`` without decoding the image (the validator's fast path): the size from the image's header
-        and the same target (the mask file is decoded: it is the annotation); without transforms."""
-        if self.transforms is not None:
-            raise ValueError("header_sample gives untransformed samples; this dataset has transforms")
+    def header_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
+        """For :meth:`header_sample`: the mask's size, which the image's header must match, and the target (the
+        mask file is decoded: it is the annotation)."""
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
         mask_size, target = self.load_target(idx)
         self._apply_orientation(idx, mask_size)
-        return ImageHeader(*mask_size), self._finish(idx, target, mask_size)
+        return mask_size, self._finish(idx, target, mask_size)
 
     def __getitem__(self, idx: int):
         if not 0 <= idx < len(self):

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from pycocotools import mask as mask_utils
+
+from ..data.common import rasterise_polygon
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,9 @@ class Scene:
 
 
 def _rasterise(polygon: Polygon, size: tuple[int, int]) -> np.ndarray:
+    """The polygon's pixels, [H, W] bool, for an image of ``size`` (W, H): drawn as the LabelMe loader draws."""
     w, h = size
-    canvas = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in polygon], fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool)
+    return rasterise_polygon(polygon, h, w).astype(bool)
 
 
 def _pedestrian(rng: np.random.Generator, cx: float, top: float, height: float) -> Polygon:
