@@ -121,7 +121,7 @@ def _xywh_hint(box: list[float], size: tuple[int, int] | None) -> str | None:
     return None
 
 
-def _plain(value: Any) -> Any:
+def plain_tensor(value: Any) -> Any:
     """A tv_tensor as a plain tensor: the checks need no metadata, and plain tensors dispatch faster."""
     return value.as_subclass(torch.Tensor) if isinstance(value, tv_tensors.TVTensor) else value
 
@@ -369,13 +369,13 @@ class Parsed:
 def check_sample(image: Any, target: Any, c: Collector, num_classes: int | None, num_keypoints: int | None,
                  require_masks: bool | None) -> Parsed:
     """Every per-field check on one sample, in order; a field too broken to read is not checked further."""
-    parsed = Parsed(size=check_image(_plain(image), c))
+    parsed = Parsed(size=check_image(plain_tensor(image), c))
     if not isinstance(target, Mapping):
         c.add("TARGET_TYPE", "target", f"target is a {type(target).__name__}, expected a dict of tensors")
         return parsed
     check_keys(target, c, require_masks)
     check_canvas(target.get("boxes"), parsed.size, c)
-    target = {k: _plain(v) for k, v in target.items()}
+    target = {k: plain_tensor(v) for k, v in target.items()}
     if is_zero_box_negative(target):
         c.add("NEGATIVE_SAMPLE_ENCODING", "boxes", "an image without objects is encoded as one zero box with "
               "label 0", instance=0, hint="use boxes of shape [0, 4] and labels of shape [0]")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checks import Parsed, _plain
+from .checks import Parsed, plain_tensor
 from .findings import Report, Violation
 from .rules import FAR_FROM_MEAN_STD, IMBALANCE_RATIO, NEAR_DUPLICATE_BITS
 
@@ -165,7 +165,7 @@ def image_fingerprint(image: Any) -> tuple[str, int]:
     if isinstance(image, Image.Image):
         pil = image.convert("RGB")
     else:
-        t = _plain(image)
+        t = plain_tensor(image)
         if t.is_floating_point():
             t = (t.clamp(0, 1) * 255).round()
         t = t.to(torch.uint8)
