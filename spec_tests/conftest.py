@@ -1,7 +1,8 @@
 """Shared fixtures and settings of the suite.
 
-Hypothesis profiles: ``default`` (100 examples per property, derandomized so runs repeat exactly), ``slow``
-(1000 examples; select with ``--hypothesis-profile=slow``), ``ci`` (as default, no deadline).
+Hypothesis profiles: ``default`` (100 examples per property, derandomized so runs repeat exactly, no deadline,
+the too_slow and data_too_large health checks off) and ``slow`` (the same with 1000 examples; select with
+``--hypothesis-profile=slow``).
 """
 
 from __future__ import annotations
