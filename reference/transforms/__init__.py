@@ -1,9 +1,13 @@
-"""Transforms: the tutorials' pipelines as named presets, and the two v2 pieces seed 002 needs.
+"""Transforms: the tutorials' pipelines as named presets (:data:`PRESETS`), the v2 pieces they need, and the
+references' legacy classes.
 
-The v2 presets are built from ``torchvision.transforms.v2``; :class:`PadSquare` is the piece of seed 002's
-pipeline that v2 lacks, and :class:`ResizeMax` stands in for ``v2.Resize(size=None, max_size=N)`` on
-torchvision < 0.20 (see :func:`resize_max`). The references' legacy ``(image, target)`` transforms live
-in :mod:`reference.transforms.legacy` and are re-exported here.
+The v2 presets (``tutorial``, ``mills``, ``eval``) are built from ``torchvision.transforms.v2``, named here
+as ``v2.X``, with the pieces v2 lacks: :class:`PadSquare` (seed 002), :class:`ResizeMax` (for
+``v2.Resize(size=None, max_size=N)`` on torchvision < 0.20, see :func:`resize_max`), :class:`RecomputeArea`
+(``area`` after geometric steps) and :class:`DropCrowd` (crowd regions out of training). The references' legacy
+``(image, target)`` transforms live in :mod:`reference.transforms.legacy` and are re-exported here under their
+own names: ``reference.transforms.RandomHorizontalFlip`` (like ``Compose``, ``ToDtype``, ...) is the legacy
+class, the one ``tutorial_legacy`` uses; torchvision's v2 class is ``v2.RandomHorizontalFlip``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from torchvision.ops import box_area
 from torchvision.transforms.v2 import functional as F
 
 from .legacy import (COCO_PERSON_FLIP_INDEX, Compose, ConvertImageDtype, FixedSizeCrop, PILToTensor,
-                                RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort, RandomShortestSize,
-                                RandomZoomOut, ScaleJitter, SimpleCopyPaste, ToDtype, flip_keypoints)
+                     RandomHorizontalFlip, RandomIoUCrop, RandomPhotometricDistort, RandomShortestSize,
+                     RandomZoomOut, ScaleJitter, SimpleCopyPaste, ToDtype, flip_keypoints)
 
 try:  # public from torchvision 0.17 on
     from torchvision.transforms.v2 import query_size
@@ -191,7 +195,8 @@ def tutorial(train: bool) -> v2.Compose:
 
 
 def tutorial_legacy(train: bool) -> Compose:
-    """Seed 000's ``get_transform`` with the references' legacy classes (expects a PIL image)."""
+    """Seed 000's ``get_transform`` with the references' legacy classes (expects a PIL image): the legacy
+    ``RandomHorizontalFlip`` of :mod:`reference.transforms.legacy`, not v2's."""
     steps: list = [PILToTensor(), ToDtype(torch.float, scale=True)]
     if train:
         steps.append(RandomHorizontalFlip(0.5))
