@@ -20,7 +20,7 @@ import logging
 import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from torch.utils.data import Dataset, Subset
 from torchvision.ops import box_iou
 
 from ..atomic_io import atomic_write_json
+from ..contract import image_id_of
+from ..engine.evaluator import Batch, COCOEvaluator, DatasetEvaluator, Outputs, inference_on_dataset
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,32 @@ def score_floor_of(model: nn.Module) -> float | None:
     return float(floor) if floor is not None else None
 
 
+@dataclass
+class _SnapshotEvaluator(DatasetEvaluator):
+    """Per image its detections record (in loader order), and the COCO stats over the images processed."""
+
+    iou_types: Sequence[str]
+    mask_threshold: float
+    images: list[dict[str, Any]] = field(init=False, repr=False)
+    coco: COCOEvaluator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.images = []
+        self.coco = COCOEvaluator(self.iou_types, console=False)
+
+    def process(self, inputs: Batch, outputs: Outputs) -> None:
+        self.coco.process(inputs, outputs)
+        for target, output in zip(inputs[1], outputs):
+            self.images.append({"index": len(self.images), "image_id": image_id_of(target),
+                                "detections": detections_record(output, mask_threshold=self.mask_threshold)})
+
+    def evaluate(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+        return self.images, self.coco.evaluate().named()
+
+
 def record(model: nn.Module, dataset: Dataset, *, max_images: int | None = None, device: str | torch.device = "cpu",
            batch_size: int = 2, tolerances: Tolerances = Tolerances(), meta: Mapping[str, Any] | None = None,
            mask_threshold: float = 0.5) -> dict[str, Any]:
@@ -114,9 +142,6 @@ def record(model: nn.Module, dataset: Dataset, *, max_images: int | None = None,
     ``dataset`` yields ``(float image in [0, 1], target)``. Returns the snapshot record: per-image detections
     and the COCO stats over those images, with versions, tolerances, score floor and ``meta`` merged in.
     """
-    from ..engine.coco_eval import GroundTruth, detections_to_coco, score
-    from ..contract import image_id_of
-    from ..engine.loops import default_inference_threads, predict
     from ..models import iou_types
     from ..reporting.run_report import versions
     from ..training.fit import make_loader
@@ -128,22 +153,13 @@ def record(model: nn.Module, dataset: Dataset, *, max_images: int | None = None,
     n = len(dataset) if max_images is None else min(max_images, len(dataset))  # type: ignore[arg-type]
     model = model.to(device).eval()
     loader = make_loader(Subset(dataset, range(n)), batch_size, train=False, seed=0, epoch=0)
-    types = iou_types(model)
-    gt, dets, images = GroundTruth(), {t: [] for t in types}, []
-    threads = default_inference_threads(device)
-    with torch.inference_mode():
-        for k, (target, output, (h, w)) in enumerate(predict(model, loader, device, threads=threads)):
-            image_id = image_id_of(target)
-            gt.add(image_id, h, w, target)
-            for t in types:
-                dets[t] += detections_to_coco(image_id, output, t)
-            images.append({"index": k, "image_id": image_id,
-                           "detections": detections_record(output, mask_threshold=mask_threshold)})
+    evaluator = _SnapshotEvaluator(iou_types(model), mask_threshold)
+    images, coco = inference_on_dataset(model, loader, evaluator, device, console=False)
     log.info("recorded %d images, %d detections", len(images),
              sum(len(im["detections"]["scores"]) for im in images))
     return {"format": FORMAT, "versions": versions(), "tolerances": tolerances.to_dict(),
             "score_floor": score_floor_of(model), "batch_size": batch_size, "mask_threshold": mask_threshold,
-            "images": images, "coco": score(gt, dets).named(), **meta}
+            "images": images, "coco": coco, **meta}
 
 
 def record_checkpoint(checkpoint: Path, data: Path, *, fmt: str | None = None, device: str = "cpu",
