@@ -235,7 +235,7 @@ def trained_actual():
 
 
 def test_trained_golden_outputs_match(trained_golden, trained_actual):
-    diffs = golden.compare_trained(trained_actual["record"], trained_golden)
+    diffs = golden.compare_trained(trained_golden, trained_actual["record"])
     assert not diffs, (f"the trained model differs from its golden record (made with torch "
                        f"{trained_golden['torch']}, torchvision {trained_golden['torchvision']}):\n" + "\n".join(diffs))
 
@@ -252,8 +252,8 @@ def test_trained_golden_names_a_moved_score():
     model = golden.trained_model()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[1] += 0.05
-    diffs = golden.compare_trained(golden.compute_trained(model), json.loads(
-        golden.path_for(golden.TRAINED_NAME).read_text()))
+    diffs = golden.compare_trained(json.loads(golden.path_for(golden.TRAINED_NAME).read_text()),
+                                   golden.compute_trained(model))
     assert any("score expected" in d for d in diffs)
     assert any("loss loss_classifier" in d for d in diffs)
 
@@ -262,8 +262,8 @@ def test_trained_golden_names_a_changed_mask():
     model = golden.trained_model()
     with torch.no_grad():
         model.roi_heads.mask_predictor.mask_fcn_logits.bias += 0.5
-    diffs = golden.compare_trained(golden.compute_trained(model), json.loads(
-        golden.path_for(golden.TRAINED_NAME).read_text()))
+    diffs = golden.compare_trained(json.loads(golden.path_for(golden.TRAINED_NAME).read_text()),
+                                   golden.compute_trained(model))
     assert any("mask IoU" in d for d in diffs)
 
 
@@ -273,7 +273,7 @@ def test_trained_golden_names_a_lost_detection(trained_golden, trained_actual):
     image = next(im for im in actual["images"] if im["scores"] and im["scores"][0] > 0.5)
     for key in ("boxes", "scores", "labels", "masks"):
         del image[key][0]
-    diffs = golden.compare_trained(actual, stored)
+    diffs = golden.compare_trained(stored, actual)
     assert any("lost" in d for d in diffs) and any("stored" in d and "detections" in d for d in diffs)
 
 
@@ -283,7 +283,7 @@ def test_trained_golden_names_a_lost_detection(trained_golden, trained_actual):
 def test_architecture_golden_outputs_match(name, architecture_record):
     expected = json.loads(golden.path_for(name).read_text())
     actual = architecture_record(name)
-    diffs = golden.compare(actual, expected)
+    diffs = golden.compare(expected, actual)
     assert not diffs, (f"{name} differs from its golden file (made with torch {expected['torch']}, "
                        f"torchvision {expected['torchvision']}):\n" + "\n".join(diffs))
 
@@ -305,20 +305,20 @@ def test_one_and_two_threads_agree(trained_actual):
         if threads not in runs:
             torch.set_num_threads(threads)
             runs[threads] = _trained()
-    assert golden.compare_trained(runs[1], runs[2]) == []
+    assert golden.compare_trained(runs[2], runs[1]) == []
 
 
 @pytest.mark.extended
 def test_float64_agrees_with_float32(trained_actual):
     f64 = golden.compute_trained(golden.trained_model(), dtype=torch.float64)
-    assert golden.compare_trained(f64, trained_actual["record"], golden.PARITY_DTYPE_TOLERANCES,
+    assert golden.compare_trained(trained_actual["record"], f64, golden.PARITY_DTYPE_TOLERANCES,
                                   golden.PARITY_DTYPE_LOSS_RTOL) == []
 
 
 @pytest.mark.extended
 def test_channels_last_agrees_with_contiguous(trained_actual):
     model = golden.trained_model().to(memory_format=torch.channels_last)
-    assert golden.compare_trained(golden.compute_trained(model), trained_actual["record"]) == []
+    assert golden.compare_trained(trained_actual["record"], golden.compute_trained(model)) == []
 
 
 @pytest.mark.extended  # scripting takes seconds, and the regression catalogue must deselect it (no catches)
@@ -341,4 +341,4 @@ def test_torchscript_agrees_with_eager_on_images_the_model_does_not_resize():
 @pytest.mark.parametrize("device", accelerators() or ["cuda"])
 def test_accelerator_matches_the_cpu(device, trained_actual):
     on_device = golden.compute_trained(golden.trained_model(), device=device)
-    assert golden.compare_trained(on_device, trained_actual["record"], golden.PARITY_DEVICE_TOLERANCES) == []
+    assert golden.compare_trained(trained_actual["record"], on_device, golden.PARITY_DEVICE_TOLERANCES) == []

@@ -121,8 +121,9 @@ def _close(a: float, b: float, rtol: float = RTOL, atol: float = ATOL) -> bool:
     return abs(a - b) <= atol + rtol * abs(b)
 
 
-def compare(actual: dict[str, Any], expected: dict[str, Any], rtol: float = RTOL, atol: float = ATOL) -> list[str]:
-    """Readable differences between two golden records; empty when they agree within tolerance."""
+def compare(expected: dict[str, Any], actual: dict[str, Any], rtol: float = RTOL, atol: float = ATOL) -> list[str]:
+    """Readable differences between the stored architecture record ``expected`` and a fresh one ``actual`` (the
+    order of :func:`reference.app.snapshot.compare`); empty when they agree within tolerance."""
     diffs: list[str] = []
     for k, v in expected["losses"].items():
         got = actual["losses"].get(k)
@@ -289,7 +290,7 @@ def compute_trained(model: nn.Module, device: torch.device | str = "cpu",
             "images": [detections_record(o) for o in outputs], "losses": losses}  # config after the forward
 
 
-def compare_trained(actual: dict[str, Any], expected: dict[str, Any],
+def compare_trained(expected: dict[str, Any], actual: dict[str, Any],
                     tol: Tolerances = TRAINED_TOLERANCES, loss_rtol: float | None = LOSS_RTOL) -> list[str]:
     """Readable differences: per image, detections paired and checked (boxes, scores, masks, lost and new,
     count); then the losses. Empty when everything agrees within tolerance."""
