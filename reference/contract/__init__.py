@@ -5,11 +5,14 @@ check little of this and fail late, deep inside torch; :func:`validate_sample` a
 check all of it up front and report every broken rule with a stable code, the sample index, the field, the
 instance index and the offending values.
 
-- :mod:`.rules`: the rule table, the single source of codes, severities and families, and the thresholds;
-- :mod:`.report`: :class:`Violation`, :class:`Report` and the per-sample :class:`Collector`;
+- :mod:`.rules`: the rule table (codes, severities and families; see there for the one code made elsewhere)
+  and the thresholds;
+- :mod:`.findings`: :class:`Violation`, :class:`Report` and the per-sample :class:`Collector`;
 - :mod:`.checks`: one check per field and :func:`validate_sample`;
 - :mod:`.traversal`: :func:`validate_dataset`, over every sample of a dataset;
-- :mod:`.dataset_rules`: statistics, the dataset-wide rules and :func:`compare_splits`.
+- :mod:`.summary`: the quick check of a loader's sample summaries;
+- :mod:`.dataset_rules`: statistics, the dataset-wide rules and :func:`compare_splits`;
+- :mod:`.orientation`: the EXIF frame of a user's own dataset.
 """
 
 from .checks import ImageHeader, image_id_of, image_id_value, image_size, validate_sample

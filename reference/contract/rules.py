@@ -1,8 +1,9 @@
 """The rule table: every code the contract reports, its severity, the family it belongs to and what it checks.
 
-This table is the only place codes and severities are written down (a flat table, as Datumaro's anomaly
-types): the checks look a rule's severity up here, ``RULES`` and ``FAMILIES`` are derived from it, and tools
-and tests key on the codes, which are stable.
+A flat table, as Datumaro's anomaly types: the checks look a rule's severity up here (``Violation.of``),
+``RULES`` and ``FAMILIES`` are derived from it, and tools and tests key on the codes, which are stable. One code
+is not in it: ``GETITEM_TIMEOUT``, which ``tvref validate --timeout`` makes itself (an error) from the
+GETITEM_FAILED of a sample that took too long to load.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 - :mod:`.strategies`: hypothesis strategies for valid samples and samples breaking one chosen rule (the only
   module here that needs hypothesis, a test extra);
-- :mod:`.pytest_plugin`: ``pytest --dataset`` and ``pytest --snapshot`` (the ``pytest11`` entry point; imports
-  torch only when one of its options is given);
-- :mod:`.snapshot`: record a model's detections and COCO stats and compare them after an upgrade (also behind
-  ``tvref snapshot``);
+- :mod:`.pytest_plugin`: ``pytest --dataset``, ``pytest --snapshot`` and ``pytest --gate`` (the ``pytest11``
+  entry point; imports torch only when one of its options is given); the snapshots themselves are
+  :mod:`reference.app.snapshot` (also behind ``tvref snapshot``);
 - :mod:`.golden`: the suite's golden records of the models (``python -m reference.testing.golden``);
 - :mod:`.synthetic`: the generator of small datasets in the PennFudan, LabelMe and COCO layouts
   (``python -m reference.testing.synthetic``).
