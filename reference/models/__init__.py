@@ -3,11 +3,13 @@
 Every builder takes ``num_classes`` (background included) and ``weights``:
 
 - ``None``: random initialisation (no download of any kind, backbone included);
-- ``"DEFAULT"``: torchvision's COCO weights, taken from the torch hub cache only. When the file is not there
-  the builder fails at once, naming the file and the folder to put it in: nothing is downloaded silently;
+- ``"DEFAULT"``: torchvision's COCO weights (for ``fasterrcnn_mobilenet_v2``, which has none, the ImageNet
+  backbone), taken from the torch hub cache only. When the file is not there the builder fails at once, naming
+  the file and the folder to put it in: nothing is downloaded silently. ``small_maskrcnn`` has no COCO weights
+  and refuses ``"DEFAULT"``; its pretrained weights are ``"standin"`` (:mod:`reference.models.pretrain`);
 - a path: a local state dict (or a checkpoint holding one under ``"model"``), read with
   ``torch.load(weights_only=True)`` and loaded *before* the heads are swapped, so it plays the role of the
-  pretrained weights.
+  pretrained weights (``fasterrcnn_mobilenet_v2``: the whole detector's, loaded as built for ``num_classes``).
 """
 
 from __future__ import annotations
@@ -27,14 +29,16 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
+from ..errors import UserError
+
 Weights = str | Path | None
 
 
-class WeightsUnavailableError(FileNotFoundError):
+class WeightsUnavailableError(UserError, FileNotFoundError):
     """Pretrained weights were asked for but are not on this machine."""
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(UserError, ValueError):
     """An unknown builder name, or weights that do not fit the model."""
 
 

@@ -8,11 +8,15 @@ Two sets, both in ``fixtures/golden/``:
   float16), on bundled validation scenes, two of them at odd sizes so that the model's resize and the box and mask
   paste-back run with real scale factors. Every detection is stored (boxes, scores, labels, mask RLEs) with the
   train-mode losses. Trained weights give scores spread over (0.05, 1) and masks with structure, so a drift in
-  torchvision's numerics or settings shows. Compared with :func:`reference.app.snapshot.compare_detections`
-  and :data:`TRAINED_TOLERANCES`.
+  torchvision's numerics or settings shows. Compared by :func:`compare_trained`: the model's settings, each
+  image's detections (:func:`reference.app.snapshot.compare_detections` with :data:`TRAINED_TOLERANCES`) and
+  the losses (:data:`LOSS_RTOL`).
 - **architecture** (one file per builder): every builder with random weights on two synthetic images: the
   top detections, mask mean and standard deviation, the loss dict. Random weights score every detection
-  alike, so these files pin the builders' structure (heads, sizes, loss keys), not numeric drift.
+  alike, so these files pin the builders' structure (heads, sizes, loss keys), not numeric drift. Compared by
+  :func:`compare`.
+
+Both compare functions take ``(expected, actual)``, as :func:`reference.app.snapshot.compare` does.
 
     python -m reference.testing.golden --out fixtures/golden   # regenerate both sets (trained weights kept)
 """

@@ -1,12 +1,13 @@
 """Recipes from the seeds and :func:`fit`, the resumable training loop around ``train_one_epoch``.
 
 - ``tutorial`` (seeds 000/001): SGD lr 0.005, momentum 0.9, weight decay 5e-4, StepLR(3, 0.1), batch 2.
-- ``mills`` (seed 002): AdamW lr 5e-4, OneCycleLR stepped per iteration, mixed precision, a
-  best-validation-loss checkpoint plus a JSON of training metadata.
+- ``mills`` (seed 002): AdamW lr 5e-4, OneCycleLR stepped per iteration, mixed precision.
 - ``ci``: the tutorial's recipe shortened for the demo and the accuracy gate: the pretrained stand-in
   fine-tuned on the bundled data in about a minute on 2 CPU cores (see docs/training.md).
 
-Checkpoints hold model, optimizer, schedulers, scaler, epoch and RNG states and are written atomically.
+Every run, whatever its recipe, writes ``last.pt`` each epoch, ``best.pt`` when the validation loss improved
+(seed 002's best-validation-loss checkpoint) and ``checkpoint.json`` (the run's settings, history and the files'
+digests). Checkpoints hold model, optimizer, scheduler, scaler, epoch and RNG states and are written atomically.
 Each epoch's shuffling comes from a generator seeded by ``(seed, epoch)`` and the global RNG state is saved
 with every checkpoint, so a resumed run gives the same final weights as an uninterrupted one.
 
