@@ -5,8 +5,9 @@ them upright. Annotation tools show the upright picture (labelme's ``apply_exif_
 ``read_image``, torchvision's ``decode_image(apply_exif_orientation=True)``), so their annotations are in the
 upright frame; :func:`read_rgb` applies the tag unless told the annotations are in the stored frame, and
 :func:`choose_frame` decides that from the size an annotation file declares. :func:`read_header` gives both
-sizes and the tag without decoding a pixel (a PNG's chunks are walked directly; other formats through Pillow,
-which reads only the header on open).
+sizes and the tag without decoding a pixel (a PNG's chunks and a plain JPEG's segments are walked directly;
+other files, and a JPEG with anything the walk does not know, through Pillow, which reads only the header on
+open).
 
 Modes: RGB is kept; 16-bit grayscale (``I;16``, and ``I`` within 16 bits) is scaled to 8 bits, as viewers show
 it (Pillow's own conversion clips it to white); every other Pillow mode (L, 1, P, LA, PA, RGBA, CMYK, YCbCr, ...)

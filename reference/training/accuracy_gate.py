@@ -33,10 +33,10 @@ def tolerance_from(values: list[float], minimum: float = 0.0, center: float | No
     """A row's tolerance from its seeds' values (:data:`TOLERANCE_RULE`), and at least ``minimum``.
 
     Three sample standard deviations, but at least the largest distance of any seed from ``center`` (default:
-    their mean), so that every measured seed passes; rounded up to 0.001. The rule of ``ci/measure_gate.py``'s
-    rows, moved here so that ``tvref gate measure`` shares it, with one difference: float noise just above a
-    multiple of 0.001 is not rounded up (3 std of [0.50, 0.52, 0.54] is 0.06000000000000005: 0.06, where
-    ``math.ceil`` alone gave 0.061), while a seed exactly at the tolerance still passes (checked). Give ``center``
+    their mean), so that every measured seed passes; rounded up to 0.001. The one rule of ``ci/measure_gate.py``'s
+    rows and of ``tvref gate measure`` (both call this). Float noise just above a multiple of 0.001 is not
+    rounded up (3 std of [0.50, 0.52, 0.54] is 0.06000000000000005: 0.06, where ``math.ceil`` alone gives
+    0.061), while a seed exactly at the tolerance still passes (checked). Give ``center``
     the row's ``expected`` when that is the mean rounded (to 4 decimals, as the rows are): distances from the
     rounded value are what the check compares. Needs at least 2 values.
     """
