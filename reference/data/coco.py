@@ -809,14 +809,7 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` reads differently from its exporter (the validator reports these)."""
-        notes = self._notes.get(idx)
-        if notes is None:
-            try:
-                self._apply_orientation(idx, self._image_path(idx))
-            except DatasetError:  # the sample's own load reports it
-                return []
-            notes = self._notes.get(idx) or []
-        return notes
+        return self._notes.get_or_reload(idx, lambda: self._apply_orientation(idx, self._image_path(idx)))
 
     def _target(self, idx: int, h: int, w: int) -> dict:
         info = self.images[idx]

@@ -11,7 +11,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -105,6 +105,20 @@ class SampleNotes:
     def get(self, idx: int) -> list[Violation] | None:
         """Sample ``idx``'s notes, None when it was not the last sample loaded here."""
         return list(self._items) if self._idx == idx else None
+
+    def get_or_reload(self, idx: int, reload: Callable[[], Any],
+                      errors: tuple[type[BaseException], ...] = (DatasetError,)) -> list[Violation]:
+        """Sample ``idx``'s notes (a loader's ``sample_findings``): from its last load in this process, else from
+        ``reload()``, which reads the sample's files again and notes what it finds; none when that raises one of
+        ``errors`` (the sample's own load reports it)."""
+        notes = self.get(idx)
+        if notes is None:
+            try:
+                reload()
+            except errors:
+                return []
+            notes = self.get(idx) or []
+        return notes
 
 
 def issue(code: str, index: int | None, field: str | None, message: str, *, instance: int | None = None,

@@ -448,14 +448,7 @@ class LabelMeDataset(HeaderSamples, Dataset):
 
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` reads differently from labelme (the validator reports these)."""
-        notes = self._notes.get(idx)
-        if notes is None:
-            try:
-                self._frame(idx)
-            except DatasetError:  # the sample's own load reports it
-                return []
-            notes = self._notes.get(idx) or []
-        return notes
+        return self._notes.get_or_reload(idx, lambda: self._frame(idx))
 
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
         info, apply = self._frame(idx)

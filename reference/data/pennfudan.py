@@ -73,15 +73,11 @@ class PennFudanDataset(HeaderSamples, Dataset):
     def sample_findings(self, idx: int) -> list[Violation]:
         """What reading sample ``idx`` left out or read in another frame (the validator reports these); from the
         load in this process, or from reading the sample's files again."""
-        notes = self._notes.get(idx)
-        if notes is None:
-            try:
-                mask_size, _ = self.load_target(idx)
-                self._apply_orientation(idx, mask_size)
-            except (DatasetError, IndexError):  # the sample's own load reports it
-                return []
-            notes = self._notes.get(idx) or []
-        return notes
+        def reload() -> None:
+            mask_size, _ = self.load_target(idx)
+            self._apply_orientation(idx, mask_size)
+
+        return self._notes.get_or_reload(idx, reload, (DatasetError, IndexError))
 
     def _apply_orientation(self, idx: int, mask_size: tuple[int, int], info: ImageHeaderInfo | None = None) -> bool:
         """Whether to turn image ``idx`` upright: its mask's size says which frame it was drawn in. ``info``: the
