@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from . import distributed
-from .coco_eval import CocoResult, GroundTruth, detections_to_coco, score
+from . import coco_eval, distributed
+from .coco_eval import CocoResult, GroundTruth, score
 from .metric_logger import COCO_LINES, LINES, MetricLogger, emit
 from ..contract import image_id_of
 
@@ -157,7 +157,8 @@ def gather(gt: GroundTruth, dets: Detections) -> tuple[GroundTruth, Detections]:
 class COCOEvaluator(DatasetEvaluator):
     """COCO stats per IoU type (``bbox``, ``segm``, ``keypoints``) over the images processed.
 
-    :meth:`process` adds each image's target to :attr:`ground_truth` and its output to :attr:`detections`;
+    :meth:`process` adds each image's target to :attr:`ground_truth` and its output to :attr:`detections`
+    (through ``coco_eval.detections_to_coco``, looked up on each call, so that a patched one is used);
     :meth:`evaluate` gathers them across processes (:func:`gather`), scores them with ``scorer`` and, with
     ``console``, prints pycocotools' lines and the COCO tables (see :mod:`reference.engine.metric_logger`).
     """
@@ -182,7 +183,7 @@ class COCOEvaluator(DatasetEvaluator):
             image_id = image_id_of(target)
             self.ground_truth.add(image_id, h, w, target)
             for t in self.iou_types:
-                self.detections[t] += detections_to_coco(image_id, output, t)
+                self.detections[t] += coco_eval.detections_to_coco(image_id, output, t)
 
     def evaluate(self) -> CocoResult:
         gt, dets = gather(self.ground_truth, self.detections)

@@ -18,7 +18,8 @@ image ids) instead of ``sys.exit``; evaluation builds its ground truth from the 
 side (see :func:`reference.engine.evaluator.predict`), and leaves each module's training flag as it found it.
 ``evaluate`` is :func:`reference.engine.evaluator.inference_on_dataset` with a
 :class:`reference.engine.evaluator.COCOEvaluator`; ``predict``, ``predict_batches`` and
-``default_inference_threads`` are that module's, importable from here too.
+``default_inference_threads`` are that module's, and ``detections_to_coco`` :mod:`reference.engine.coco_eval`'s,
+importable from here as before.
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ import torch
 from torch import nn
 
 from . import distributed
-from .coco_eval import CocoResult, score
+from .coco_eval import CocoResult, detections_to_coco, score
 from ..contract import image_id_of
 from .evaluator import COCOEvaluator, default_inference_threads, inference_on_dataset, predict, predict_batches
 from .metric_logger import LINES, MeterAttributes, MetricLogger, SmoothedValue
 from ..models import iou_types
 
-__all__ = ["EpochLog", "NonFiniteLossError", "default_inference_threads", "evaluate", "predict", "predict_batches",
-           "to_device", "torch_threads", "train_one_epoch", "warmup_scheduler"]
+__all__ = ["EpochLog", "NonFiniteLossError", "default_inference_threads", "detections_to_coco", "evaluate", "predict",
+           "predict_batches", "to_device", "torch_threads", "train_one_epoch", "warmup_scheduler"]
 
 log = logging.getLogger(__name__)
 
