@@ -336,9 +336,10 @@ def validate_dataset(dataset: Any, *, num_classes: int | None = None, num_keypoi
     the dataset's loader recorded while reading its files (``load_violations``) is reported too. A sample whose
     ``__getitem__`` raises is reported as GETITEM_FAILED and validation goes on. ``workers`` > 0 loads the
     samples in that many DataLoader worker processes (the results are the same, in the same order);
-    ``fingerprint`` keeps each image's hashes in ``Report.fingerprints`` for :func:`compare_splits`. Statistics
-    name classes by the dataset's ``classes`` when it has them. ``progress`` (a tqdm bar, or any iterable) is
-    advanced once per sample checked; it never chooses the samples.
+    ``fingerprint`` keeps each image's hashes in ``Report.fingerprints`` for
+    :func:`~reference.contract.compare_splits`. Statistics name classes by the dataset's ``classes`` when it
+    has them. ``progress`` (a tqdm bar, or any iterable) is advanced once per sample checked; it never chooses
+    the samples.
 
     ``headers_only`` takes the fast path where :func:`headers_only_refusal` allows it: each image's size comes
     from its file header and no pixel is decoded, and the report is the one decoding would give, except that an

@@ -37,7 +37,8 @@ SPLIT_FAMILIES = ("splits",)
 
 
 def contract_families() -> dict[str, tuple[str, ...]]:
-    """Family -> codes, one test each: the rule table's families that :func:`validate_dataset` reports.
+    """Family -> codes, one test each: the rule table's families that
+    :func:`~reference.contract.validate_dataset` reports.
 
     Read from the table (not copied) so that a new code is checked by the plugin the day it is added; imported
     here, not at module level, because the contract package imports torch.
