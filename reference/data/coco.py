@@ -299,9 +299,10 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
     1..K in increasing id order (``cat_id_to_label``, ``label_to_cat_id``, ``classes`` with "background" first),
     or, given ``classes`` (object class names), to their position in that list, so that two splits share one
     numbering. Background and placeholder categories are not classes. Boxes are the annotations' ``bbox`` in
-    XYXY; ``area`` and ``iscrowd`` are passed through. Every annotation or image record that cannot be used is
-    left out and recorded in ``load_violations`` (file, annotation id, field, rule); what cannot be read at all
-    raises :class:`DatasetError`.
+    XYXY; ``area`` and ``iscrowd`` are passed through, except that a missing one is filled in (ANNOTATION_REPAIRED:
+    ``iscrowd`` 0, ``area`` measured) and CVAT/Datumaro masks' ``iscrowd`` 1 reads as 0 (see the module docstring).
+    Every annotation or image record that cannot be used is left out and recorded in ``load_violations`` (file,
+    annotation id, field, rule); what cannot be read at all raises :class:`DatasetError`.
     """
 
     # what validation's pickling probe leaves out: records parsed from the JSON file (see check_picklable)
