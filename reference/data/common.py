@@ -175,7 +175,7 @@ def rasterise_polygon(points: Sequence[Sequence[float]], height: int, width: int
 
 class HeaderSamples:
     """``header_sample(idx)`` for a loader: ``self[idx]`` without decoding the image (the validator's fast path,
-    :func:`reference.contract.validate_dataset` with ``headers``), the image's size from its header and the same
+    :func:`reference.contract.validate_dataset` with ``headers_only``), the image's size from its header and the same
     target, refused where the dataset has transforms (they need the pixels). The loader gives
     :meth:`header_target`."""
 
@@ -241,5 +241,6 @@ def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[t
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Areas of XYXY boxes [N, 4] (``torchvision.ops.box_area``), the ``area`` the loaders record."""
+    """Areas of XYXY boxes [N, 4] (``torchvision.ops.box_area``), the ``area`` the PennFudan loader records (the
+    LabelMe loader records the mask's pixel count, the COCO loader the file's ``area``)."""
     return ops.box_area(boxes)

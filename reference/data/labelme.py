@@ -106,7 +106,7 @@ def rasterise_shape(shape: _Shape, height: int, width: int) -> np.ndarray:
 
 def read_class_file(path: str | Path) -> list[str]:
     """Object classes from a labelme ``labels.txt``: one name a line; ``__ignore__``/``_background_`` and blank
-    lines are not classes. Raises :class:`DatasetError` for an unreadable file or a repeated name."""
+    lines are not classes. Raises :class:`DatasetError` for an unreadable file, a repeated name or no class."""
     path = Path(path)
     try:  # utf-8-sig: Windows Notepad starts the file with a byte-order mark, which is not part of __ignore__
         lines = path.read_text(encoding="utf-8-sig").splitlines()
