@@ -191,7 +191,8 @@ def fasterrcnn_mobilenet_v2(num_classes: int, weights: Weights = None, **kwargs)
 
 
 class _SmallBackbone(nn.Module):
-    """Four conv stages (strides 4, 8, 16) with BatchNorm; trains from scratch on small images."""
+    """A stem (stride 2) and three conv stages (strides 4, 8, 16) with BatchNorm; trains from scratch on small
+    images."""
 
     def __init__(self, widths: tuple[int, int, int] = (32, 64, 96)):
         super().__init__()
