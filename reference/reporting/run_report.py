@@ -17,7 +17,8 @@ from ..training.fit import FitResult
 
 
 def versions() -> dict[str, str]:
-    """Versions that change results: python, torch, torchvision, pycocotools, numpy, pillow."""
+    """Versions that change results: python, torch, torchvision, pycocotools, numpy, pillow; and the machine
+    (architecture and torch's thread count)."""
     import numpy
     import PIL
     from importlib.metadata import PackageNotFoundError, version

@@ -296,8 +296,10 @@ def compute_trained(model: nn.Module, device: torch.device | str = "cpu",
 
 def compare_trained(expected: dict[str, Any], actual: dict[str, Any],
                     tol: Tolerances = TRAINED_TOLERANCES, loss_rtol: float | None = LOSS_RTOL) -> list[str]:
-    """Readable differences: per image, detections paired and checked (boxes, scores, masks, lost and new,
-    count); then the losses. Empty when everything agrees within tolerance."""
+    """Readable differences between the stored trained record ``expected`` and a fresh one ``actual``: the
+    model's settings and the image count; per image, detections paired and checked (boxes, scores, masks, lost
+    and new, count); then the losses (``loss_rtol`` None: not compared) and any loss the record lacks. Empty
+    when everything agrees within tolerance."""
     diffs: list[str] = []
     for path, stored in expected["config"].items():
         if actual["config"].get(path) != stored:
