@@ -32,7 +32,7 @@ import torch
 
 from reference.atomic_io import atomic_write_json
 from reference.training.accuracy_gate import expected_results_path, metric_value, tolerance_from, torch_line
-from reference.app.jobs import run_gate
+from reference.app.demo import run_gate
 
 METRICS = ("bbox AP", "segm AP", "train loss")
 AP_TOLERANCE_CAP = 0.02

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import re
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from tqdm import tqdm
+
+from .errors import UserError, first_line
 
 log = logging.getLogger("reference")
 
@@ -142,128 +143,28 @@ def _console(quiet: bool, verbose: bool, epochs: int | None = None, *, tables: b
 
 
 def _cmd_validate(a: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from .app.validate import ValidateOptions, validate
 
-    from .contract import Severity, Violation, check_picklable, validate_dataset
-    from .app.jobs import check_output_file, check_writable_folder
-    from .data.loading import SpecError, TimedSamples, parse_args
-    from .reporting.render import render_violations
-    from .transforms import get_preset
+    opts = ValidateOptions(spec=a.spec, fmt=a.format, args=a.arg, transforms=a.transforms, num_classes=a.num_classes,
+                           num_keypoints=a.num_keypoints, max_samples=a.max_samples, model_ready=a.model_ready,
+                           json=Path(a.json) if a.json else None, render=Path(a.render) if a.render else None,
+                           render_all=a.render_all, strict=a.strict, classes=a.classes,
+                           merge_similar_names=a.merge_similar_names, images=a.images, val=a.val, workers=a.workers,
+                           headers_only=a.headers_only, timeout=a.timeout)
 
-    if a.json:
-        check_output_file(Path(a.json), "--json")
-    if a.render:
-        check_writable_folder(Path(a.render), "--render")
-    try:
-        args = parse_args(a.arg)
-        if a.transforms:
-            args["transforms"] = get_preset(a.transforms, train=False)
-    except ValueError as exc:
-        raise SpecError(str(exc)) from exc
-    dataset = _dataset_arg(a, a.spec, args)
-    try:
-        length = len(dataset)
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise SpecError(f"{a.spec}: len(dataset) raised {type(exc).__name__}: "
-                        f"{(str(exc).splitlines() or [''])[0][:120]}") from exc
-    count = length if a.max_samples is None else min(length, a.max_samples)
-    # disable=None: a bar on a terminal, whatever the dataset size; none in logs and pipes
-    bar = tqdm(range(count), desc="validating", unit="sample", disable=True if a.quiet else None, file=sys.stderr)
-    timed = TimedSamples(dataset, a.timeout, count) if a.timeout else None
-    try:
-        report = validate_dataset(timed if timed is not None else dataset, num_classes=a.num_classes,
-                                  num_keypoints=a.num_keypoints, max_samples=a.max_samples,
-                                  model_ready=a.model_ready, progress=bar, check_pickle=timed is None,
-                                  workers=a.workers if timed is None else 0, fingerprint=bool(a.val),
-                                  headers_only=a.headers_only)
-    finally:
-        bar.close()
-        if timed is not None:
-            timed.close()
-    skipped: set[int] = set()
-    if timed is not None:
-        report.violations[:0] = check_picklable(dataset)
-        skipped = set(timed.timed_out)
-        report.violations = [
-            replace(v, code="GETITEM_TIMEOUT", severity=Severity.ERROR,
-                    message=f"dataset[{v.index}] took longer than {a.timeout:g} s to load; skipped",
-                    hint="a __getitem__ that hangs (a network read, a lock); validation went on with the next")
-            if v.code == "GETITEM_FAILED" and v.index in skipped else v for v in report.violations]
-    split = _validate_val_split(a, report, dataset, args) if a.val else None
-    if a.json:
-        import json
+    def bar(count: int) -> tqdm:
+        # disable=None: a bar on a terminal, whatever the dataset size; none in logs and pipes
+        return tqdm(range(count), desc="validating", unit="sample", disable=True if a.quiet else None,
+                    file=sys.stderr)
 
-        from .atomic_io import atomic_write_text
-
-        atomic_write_text(Path(a.json), report.to_json() if split is None else json.dumps(
-            {"train": report.to_dict(), "val": split[0].to_dict(),
-             "splits": [v.to_dict() for v in split[1]]}, indent=2))
-    if a.render:
-        by_index: dict[int, list[Violation]] = {}
-        for v in report.violations:
-            if v.index is not None and v.code not in ("GETITEM_FAILED", "GETITEM_TIMEOUT"):
-                by_index.setdefault(v.index, []).append(v)
-        failed = {v.index for v in report.violations if v.code in ("GETITEM_FAILED", "GETITEM_TIMEOUT")}
-        indices = sorted(set(range(count)) - failed) if a.render_all else list(by_index)
-        for i in indices[:100]:
-            try:
-                image, target = dataset[i]
-            except Exception:  # noqa: BLE001 - a sample that cannot be read is in the report already
-                continue
-            render_violations(image, target, by_index.get(i, []), Path(a.render) / f"sample_{i:05d}.png", index=i)
-        if not indices:
-            print(f"{a.render}: nothing drawn, no sample broke a rule (--render-all draws every sample)")
-    print(report.render_text())
-    found = list(report.violations)
-    if split is not None:
-        print(f"\nvalidation split {a.val}:\n{split[0].render_text()}\nacross the splits: {len(split[1])} findings")
-        for v in split[1]:
-            print(f"  - {v}")
-        found += split[0].violations + split[1]
-    if any(v.severity is Severity.ERROR for v in found):
-        return 1
-    return 1 if a.strict and any(v.severity is Severity.WARNING for v in found) else 0
-
-
-def _dataset_arg(a: argparse.Namespace, spec: str, args: dict):
-    """A dataset SPEC of ``validate``; ``--classes`` and ``--images`` apply to folders and COCO ``.json`` files."""
-    from .data import DatasetError, open_dataset
-    from .data.loading import SpecError, load_dataset, loader_failure
-
-    path = Path(spec)
-    if path.is_dir() or (path.is_file() and path.suffix == ".json"):
-        try:
-            return open_dataset(path, a.format, args.get("transforms"), a.classes, a.images,
-                                merge_similar_names=a.merge_similar_names or False)
-        except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
-                RecursionError) as exc:  # the loaders' raw errors too, named here until the loaders name them
-            raise SpecError(loader_failure(path, exc)) from exc
-    if a.classes is not None or a.images is not None or a.merge_similar_names:
-        raise SpecError(f"--classes, --merge-similar-names and --images apply to dataset folders and COCO files, "
-                        f"not to {spec!r}")
-    return load_dataset(spec, a.format, args)
-
-
-def _validate_val_split(a: argparse.Namespace, train_report, train, args: dict):
-    """``validate TRAIN --val VAL``: the validation split's report and the findings across the two splits."""
-    from .contract import class_names_of, compare_splits, validate_dataset
-
-    val = _dataset_arg(a, a.val, dict(args))
-    val_report = validate_dataset(val, num_classes=a.num_classes, num_keypoints=a.num_keypoints,
-                                  max_samples=a.max_samples, model_ready=a.model_ready, workers=a.workers,
-                                  fingerprint=True)
-    return val_report, compare_splits(train_report, val_report, class_names_of(train), class_names_of(val))
-
-
-def _stats_lines(named: dict[str, dict[str, float]]) -> list[str]:
-    """The end summary's AP lines: ``bbox: AP 0.603  AP50 0.912  AP75 0.650`` per IoU type."""
-    return [f"{t}: AP {s['AP']:.3f}  AP50 {s['AP50']:.3f}  AP75 {s['AP75']:.3f}" for t, s in named.items()]
+    result = validate(opts, progress=bar)
+    for line in result.lines():
+        print(line)
+    return 0 if result.ok else 1
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from .app.jobs import TrainOptions, run_train
-    from .reporting.run_report import write_report
-    from .training.fit import get_recipe
+    from .app.train import TrainOptions, shown_epochs, train
 
     opts = TrainOptions(data=Path(a.data), out=Path(a.out), model=a.model, recipe=a.recipe, fmt=a.format,
                         weights=None if a.weights.lower() == "none" else a.weights, epochs=a.epochs, seed=a.seed,
@@ -271,78 +172,47 @@ def _cmd_train(a: argparse.Namespace) -> int:
                         print_freq=a.print_freq, group_factor=a.aspect_ratio_group_factor, overwrite=a.overwrite,
                         batch_size=a.batch_size, lr=a.lr, workers=a.workers, classes=a.classes,
                         merge_similar_names=a.merge_similar_names)
-    # a resume without --epochs runs to the checkpoint's planned count, not known here
-    a.display.epochs = a.epochs or (None if a.resume else get_recipe(a.recipe).epochs)
-    result, report = run_train(opts, on_epoch=a.display)
-    from .engine import distributed
-
-    if distributed.info().is_main:
-        paths = write_report(report, Path(a.out))
-        if result.final:
-            print("\n".join(_stats_lines(result.final.named())))
-        print(f"trained {len(result.history)} epoch(s) in {result.train_seconds:.0f} s\n"
-              f"checkpoint: {Path(a.out) / 'last.pt'}\nreport: {paths['md']}")
+    a.display.epochs = shown_epochs(opts)
+    for line in train(opts, on_epoch=a.display).lines():
+        print(line)
     return 0
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from .atomic_io import atomic_write_json
-    from .app.jobs import check_output_file, run_evaluate
+    from .app.evaluate import evaluate
 
-    if a.json:
-        check_output_file(Path(a.json), "--json")
     # the table is this command's result: printed once, here (main keeps it out of --verbose's log)
-    res = run_evaluate(Path(a.checkpoint), Path(a.data), a.format, a.device, a.backend)
-    print(res.text())
-    if a.json:
-        atomic_write_json(Path(a.json), {"stats": res.named()})
+    result = evaluate(Path(a.checkpoint), Path(a.data), a.format, a.device, a.backend,
+                      json_out=Path(a.json) if a.json else None)
+    print(result.text())
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from .app.jobs import run_predict
+    from .app.predict import predict
 
-    n = run_predict(Path(a.checkpoint), Path(a.image), Path(a.out), a.score_threshold, a.mask_threshold, a.device)
-    print(f"{n} detections drawn to {a.out}")
+    print(predict(Path(a.checkpoint), Path(a.image), Path(a.out), a.score_threshold, a.mask_threshold,
+                  a.device).line())
     return 0
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from .app.jobs import run_demo
+    from .app.demo import demo
 
-    out = Path(a.out)
     a.display.epochs = a.epochs or RECIPE_EPOCHS["ci"]
-    done = run_demo(out, epochs=a.epochs, seed=a.seed, on_epoch=a.display, overwrite=a.overwrite)
-    rep = done["report"]
-    print("\n".join(_stats_lines(rep["coco"])))
-    for line in rep["gate"]:
-        print(f"gate: {line}")
-    print(f"trained in {rep['timings']['train_seconds']} s; files:")
-    for k, v in done["paths"].items():
-        print(f"  {k}: {v}")
-    return 1 if rep["gate_passed"] is False else 0
-
-
-def _tolerances_from_args(a: argparse.Namespace):
-    from .app.snapshot import Tolerances
-
-    return Tolerances(box_atol=a.box_atol, score_atol=a.score_atol, mask_iou_min=a.mask_iou_min, ap_atol=a.ap_atol)
+    run = demo(Path(a.out), epochs=a.epochs, seed=a.seed, on_epoch=a.display, overwrite=a.overwrite)
+    for line in run.lines():
+        print(line)
+    return 0 if run.ok else 1
 
 
 def _cmd_snapshot_record(a: argparse.Namespace) -> int:
-    from .app.snapshot import SnapshotError, record_checkpoint, save
+    from .app.snapshot import Tolerances, record_file
 
-    from .app.jobs import check_output_file
-
-    out = Path(a.out)
-    check_output_file(out, "--out")
-    if out.exists() and not a.overwrite:
-        raise SnapshotError(f"{out} exists; pass --overwrite to replace it")
-    snap = record_checkpoint(Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device, max_images=a.images,
-                             tolerances=_tolerances_from_args(a))
-    save(out, snap)
-    count = sum(len(im["detections"]["scores"]) for im in snap["images"])
-    print(f"snapshot of {len(snap['images'])} images ({count} detections) written to {out}")
+    tolerances = Tolerances(box_atol=a.box_atol, score_atol=a.score_atol, mask_iou_min=a.mask_iou_min,
+                            ap_atol=a.ap_atol)
+    print(record_file(Path(a.out), Path(a.checkpoint), Path(a.data), fmt=a.format, device=a.device,
+                      max_images=a.images, tolerances=tolerances, overwrite=a.overwrite).line())
     return 0
 
 
@@ -358,22 +228,17 @@ def _cmd_snapshot_check(a: argparse.Namespace) -> int:
 def _cmd_gate_measure(a: argparse.Namespace) -> int:
     from .app import gate as user_gate
 
-    out = Path(a.out)
-    user_gate.check_output(out, a.overwrite)
     a.display.epochs = a.epochs or RECIPE_EPOCHS.get(a.recipe)
 
     def on_seed(seed: int, values: dict[str, float], seconds: float) -> None:
-        print(f"seed {seed}: " + ", ".join(f"{m} {v:.4f}" for m, v in values.items()) + f" ({seconds:.0f} s)",
-              flush=True)
+        print(user_gate.seed_line(seed, values, seconds), flush=True)
 
-    doc = user_gate.measure(Path(a.data), recipe=a.recipe, weights=None if a.weights.lower() == "none" else a.weights,
-                            model=a.model, seeds=a.seeds, epochs=a.epochs, fmt=a.format,
-                            min_tolerance=a.min_tolerance, on_seed=on_seed, on_epoch=a.display)
-    user_gate.check_output(out, a.overwrite)  # still free after the training
-    user_gate.save(out, doc)
-    for row in doc["rows"]:
-        print(f"row: {json.dumps(row)}")
-    print(f"gate of {len(doc['rows'])} rows from seeds {doc['seeds'][0]}-{doc['seeds'][-1]} written to {out}")
+    measured = user_gate.measure_file(Path(a.out), Path(a.data), overwrite=a.overwrite, recipe=a.recipe,
+                                      weights=None if a.weights.lower() == "none" else a.weights, model=a.model,
+                                      seeds=a.seeds, epochs=a.epochs, fmt=a.format, min_tolerance=a.min_tolerance,
+                                      on_seed=on_seed, on_epoch=a.display)
+    for line in measured.lines():
+        print(line)
     return 0
 
 
@@ -390,20 +255,12 @@ def _cmd_gate_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_env(a: argparse.Namespace) -> int:
-    from .reporting.run_report import versions
+    from .app.env import environment
 
-    for k, v in versions().items():
-        print(f"{k}: {v}")
-    try:
-        import numpy as np
-        from pycocotools import mask as mask_utils
-
-        mask_utils.encode(np.asfortranarray(np.ones((4, 4), dtype=np.uint8)))
-        print("pycocotools: works with this numpy")
-    except Exception as exc:  # noqa: BLE001 - the check's whole point is to report this
-        print(f"pycocotools: BROKEN with this numpy ({type(exc).__name__}: {exc})")
-        return 1
-    return 0
+    env = environment()
+    for line in env.lines():
+        print(line)
+    return 0 if env.ok else 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -672,25 +529,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     """The command, with bad input reported in one line (exit 2) unless ``--verbose``."""
-    from .training.checkpoint import CheckpointError
-    from .data import DatasetError
-    from .engine.loops import NonFiniteLossError
-    from .app.jobs import JobError
-    from .data.loading import SpecError
-    from .app.snapshot import SnapshotError
-
     try:
         return a.func(a)
-    except NonFiniteLossError as exc:
+    except UserError as exc:
+        return _refused(exc, a.verbose)
+    except OSError as exc:  # an output that cannot be written after all (a disk filling up mid-run), or an input
+        return _refused(exc, a.verbose)
+    except FloatingPointError as exc:
+        from .app.train import NonFiniteLossError
+
+        if not isinstance(exc, NonFiniteLossError):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (JobError, CheckpointError, SnapshotError, DatasetError, SpecError, OSError) as exc:
-        # OSError: an output that cannot be written after all (a disk filling up mid-run), or an unreadable input
-        if a.verbose:
-            raise
-        lines = str(exc).splitlines() or [type(exc).__name__]
-        print(f"error: {lines[0]}", file=sys.stderr)
-        return 2
+
+
+def _refused(exc: Exception, verbose: bool) -> int:
+    """``error: <the first line>`` on stderr and exit code 2; with ``verbose`` the exception goes on."""
+    if verbose:
+        raise exc
+    print(f"error: {first_line(exc) or type(exc).__name__}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""jobs: how a single data folder is split into training and validation."""
+"""app.datasets: how a single data folder is split into training and validation."""
 
 from __future__ import annotations
 
 import pytest
 
-from reference.app.jobs import TUTORIAL_HELD_OUT, held_out_count
+from reference.app.datasets import TUTORIAL_HELD_OUT, held_out_count
 
 
 def test_penn_fudans_170_images_hold_out_the_tutorials_50():

@@ -26,7 +26,7 @@ from reference.testing import golden
 from reference.contract import validate_dataset, validate_sample
 from reference.data import PennFudanDataset, open_dataset
 from reference.engine.loops import evaluate, train_one_epoch, to_device
-from reference.app.jobs import TrainOptions, run_train
+from reference.app.train import TrainOptions, run_train
 from reference.models import build_model
 from reference.testing.synthetic import generate
 from reference.training.fit import collate_fn, get_recipe

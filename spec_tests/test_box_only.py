@@ -12,7 +12,7 @@ import torch
 
 from reference.training.checkpoint import load_checkpoint, save_checkpoint
 from reference.cli import main
-from reference.app.jobs import load_model
+from reference.app.checkpoints import load_model
 from reference.models import build_model, iou_types, make_box_only, predicts_masks
 from reference.testing.synthetic import generate
 

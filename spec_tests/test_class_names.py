@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from reference.app import jobs
+from reference.app import checkpoints, demo, predict
 from reference.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from reference.cli import main
 from reference.data import DatasetError, LabelMeDataset, PennFudanDataset, open_dataset
@@ -152,28 +152,28 @@ def test_predict_labels_boxes_with_class_ids_for_a_checkpoint_without_names(tmp_
 @pytest.mark.parametrize("classes", [["background", "cat"], "cat,dog", [1, 2, 3]])
 def test_a_checkpoint_whose_names_do_not_fit_its_classes_is_labelled_with_ids(classes, caplog):
     state = {"num_classes": 3, "classes": classes}
-    assert jobs.checkpoint_classes(state) is None
+    assert checkpoints.checkpoint_classes(state) is None
     assert "is not one name for each of its 3 classes" in caplog.text
 
 
 def test_detection_labels_are_name_and_score():
-    labels = jobs.detection_labels(torch.tensor([2, 1]), torch.tensor([0.876, 0.5]), NAMES)
+    labels = predict.detection_labels(torch.tensor([2, 1]), torch.tensor([0.876, 0.5]), NAMES)
     assert labels == ["dog 0.88", "cat 0.50"]
-    assert jobs.detection_labels(torch.tensor([2]), torch.tensor([0.876]), None) == ["2 0.88"]
+    assert predict.detection_labels(torch.tensor([2]), torch.tensor([0.876]), None) == ["2 0.88"]
 
 
 def test_demo_pictures_label_boxes_with_the_checkpoints_class_names(tmp_path, monkeypatch):
     seen: list[list[str] | None] = []
-    original = jobs.side_by_side
+    original = demo.side_by_side
 
     def recording(image, target, output, *args, class_names=None, **kwargs):
         seen.append(class_names)
         return original(image, target, output, *args, class_names=class_names, **kwargs)
 
-    monkeypatch.setattr(jobs, "side_by_side", recording)
+    monkeypatch.setattr(demo, "side_by_side", recording)
     checkpoint = _checkpoint(tmp_path / "c.pt", ["background", "pedestrian", "cyclist"])
     val = PennFudanDataset(FIXTURES / "pennfudan" / "val", evaluation())  # its own names: background, person
-    [picture] = jobs.write_prediction_pictures(checkpoint, val, tmp_path, count=1)
+    [picture] = demo.write_prediction_pictures(checkpoint, val, tmp_path, count=1)
     assert seen == [["background", "pedestrian", "cyclist"]] and picture.is_file()
 
 

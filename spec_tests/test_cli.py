@@ -311,7 +311,7 @@ def test_an_empty_checkpoint_exits_two_with_one_line(tmp_path, capsys):
 
 def test_verbose_shows_the_traceback(tmp_path):
     (tmp_path / "c.pt").write_bytes(b"")
-    from reference.app.jobs import JobError
+    from reference.errors import JobError
 
     with pytest.raises(JobError, match="empty"):
         main(["--verbose", "evaluate", "--checkpoint", str(tmp_path / "c.pt"), "--data",
@@ -378,6 +378,6 @@ def test_demo_exit_code_follows_the_gate_verdict_not_the_words_of_its_lines(gate
     """The gate's lines are for people; the exit code comes from the run's recorded ``gate_passed``."""
     done = {"report": {"coco": {"bbox": {"AP": 0.6, "AP50": 0.9, "AP75": 0.6}}, "gate": gate_lines,
                        "gate_passed": gate_passed, "timings": {"train_seconds": 1.0}}, "paths": {}}
-    monkeypatch.setattr("reference.app.jobs.run_demo", lambda *args, **kwargs: done)
+    monkeypatch.setattr("reference.app.demo.run_demo", lambda *args, **kwargs: done)
     assert main(["--quiet", "demo", "--out", str(tmp_path / "demo")]) == code
     assert f"gate: {gate_lines[0]}" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_validate_with_val_finds_a_shared_image_and_strict_fails_on_it(tmp_path,
 
 def test_a_roboflow_export_trains_on_train_and_validates_on_valid(tmp_path):
     """Roboflow writes train/, valid/ and test/; valid/ is the validation split (test/ is left alone)."""
-    from reference.app.jobs import split_datasets
+    from reference.app.datasets import split_datasets
     from reference.training.fit import get_recipe
 
     out = tool_exports.write_roboflow(tool_exports.write_labelme(tmp_path / "lm"), tmp_path / "rf",
@@ -82,7 +82,7 @@ def test_both_val_and_valid_beside_train_are_refused_as_ambiguous(tmp_path, caps
 
 def test_train_classes_fix_the_class_ids_in_the_order_given(tmp_path):
     """labelme's labels.txt says person, bottle; without --classes the folder's labels are sorted (bottle first)."""
-    from reference.app.jobs import dataset_classes, split_datasets
+    from reference.app.datasets import dataset_classes, split_datasets
     from reference.training.fit import get_recipe
 
     root = tool_exports.write_labelme(tmp_path / "lm")

@@ -75,15 +75,16 @@ def test_quiet_and_verbose_work_before_or_after_the_subcommand(argv, quiet, verb
 
 def _fit_config_of(monkeypatch, tmp_path, *options: str):
     """The FitConfig ``tvref train`` builds from ``options``, caught just before training starts."""
-    from reference.app import jobs
+    from reference.app import train as train_command
+    from reference.errors import JobError
 
     seen = {}
 
     def stop(model, train, val, cfg, out, **kwargs):
         seen["cfg"] = cfg
-        raise jobs.JobError("stopped before training")
+        raise JobError("stopped before training")
 
-    monkeypatch.setattr(jobs, "fit", stop)
+    monkeypatch.setattr(train_command, "fit", stop)
     code = cli.main(["--quiet", "train", "--data", str(FIXTURES / "pennfudan"), "--out", str(tmp_path / "run"),
                      *options])
     assert code == 2
@@ -118,7 +119,7 @@ def _console_output(monkeypatch, **flags) -> str:
     with cli._console(**flags):
         logging.getLogger(cli.ENGINE_LINES).info("Epoch: [0]  [0/3]  eta: 0:00:01")
         logging.getLogger(cli.COCO_LINES).info("IoU metric: bbox")
-        logging.getLogger("reference.app.jobs").info("a job's message")
+        logging.getLogger("reference.app.train").info("a job's message")
     return err.getvalue()
 
 

@@ -16,7 +16,9 @@ from torch import nn
 from torchvision import tv_tensors
 
 from reference.engine.loops import evaluate
-from reference.app.jobs import JobError, TrainOptions, run_train, split_datasets
+from reference.app.datasets import split_datasets
+from reference.app.train import TrainOptions, run_train
+from reference.errors import JobError
 from reference.testing.synthetic import generate
 from reference.training.fit import get_recipe, transforms_for, validation_loss
 from reference.transforms import PRESETS, DropCrowd, drop_crowd
@@ -141,9 +143,9 @@ def test_train_logs_in_one_line_how_many_crowd_regions_it_leaves_out(tmp_path, c
     def stop(*args, **kwargs):
         raise JobError("stopped before training")
 
-    monkeypatch.setattr("reference.app.jobs.fit", stop)
+    monkeypatch.setattr("reference.app.train.fit", stop)
     data = _crowded_coco(tmp_path / "data")
-    with caplog.at_level(logging.INFO, logger="reference.app.jobs"), pytest.raises(JobError, match="stopped"):
+    with caplog.at_level(logging.INFO, logger="reference.app.train"), pytest.raises(JobError, match="stopped"):
         run_train(TrainOptions(data=data, out=tmp_path / "run", epochs=1))
     said = [r.getMessage() for r in caplog.records if "crowd" in r.getMessage()]
     assert said == [f"{data / 'train'}: 2 crowd region(s) (iscrowd 1) left out of training, as torchvision's "

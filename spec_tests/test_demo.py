@@ -2,7 +2,7 @@
 with the ``ci`` recipe on the bundled data as the tutorial fine-tunes a COCO model (seed 0, CPU), every promised
 file written, and the accuracy gate passed.
 
-The demo's training is the accuracy gate's run (``reference.app.jobs.run_gate`` trains the same way, without the
+The demo's training is the accuracy gate's run (``reference.app.demo.run_gate`` trains the same way, without the
 per-epoch validation, which runs on a forked RNG and leaves the weights alone). It is the one slow part of the
 default tier (~1.5 min on one core), so it runs once per module and every test here is marked ``gate``:
 ``conftest.py`` schedules them first, so that under ``pytest -n 2`` the rest of the suite runs beside them.

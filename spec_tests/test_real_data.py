@@ -18,7 +18,7 @@ import pytest
 import torch
 from torchvision.models import detection as tvd
 
-from reference.app.jobs import TrainOptions, run_train
+from reference.app.train import TrainOptions, run_train
 from reference.models import _hub_file
 
 pytestmark = [pytest.mark.requires_data, pytest.mark.slow]

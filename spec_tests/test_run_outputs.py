@@ -140,7 +140,8 @@ def test_a_read_only_output_fails_before_any_training_step(data, tmp_path, steps
 
 
 def test_too_little_free_space_fails_before_any_training_step(data, tmp_path, steps, capsys, monkeypatch):
-    monkeypatch.setattr("reference.app.jobs.shutil.disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    monkeypatch.setattr("reference.app.outputs.shutil.disk_usage",
+                        lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     assert main(_train(data, tmp_path / "out", "--epochs", "1")) == 2
     assert "MB free, the run needs about" in _one_line_error(capsys)
     assert steps == []

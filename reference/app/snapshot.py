@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision.ops import box_iou
 
 from ..atomic_io import atomic_write_json
+from ..errors import UserError
 from ..contract import image_id_of
 from ..engine.evaluator import Batch, COCOEvaluator, DatasetEvaluator, Outputs, inference_on_dataset
 
@@ -39,7 +40,7 @@ FORMAT = "tvref-snapshot/1"
 _CORE_KEYS = ("format", "versions", "tolerances", "score_floor", "batch_size", "mask_threshold", "images", "coco")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(UserError, ValueError):
     """A snapshot file is missing, unreadable, or not a snapshot of this project (CLI exit code 2)."""
 
 
@@ -167,8 +168,10 @@ def record_checkpoint(checkpoint: Path, data: Path, *, fmt: str | None = None, d
                       mask_threshold: float = 0.5) -> dict[str, Any]:
     """:func:`record` for a project checkpoint on a dataset folder (its ``val/`` part if present), loaded as
     ``tvref evaluate`` loads them: the checkpoint's recipe's evaluation transforms, class counts checked."""
-    from .jobs import JobError, _num_classes, _open, load_model, resolve_device
+    from ..errors import JobError
     from ..training.fit import get_recipe
+    from .checkpoints import load_model, resolve_device
+    from .datasets import num_classes, open_for_recipe
 
     dev = resolve_device(device)
     model, state = load_model(Path(checkpoint), dev)
@@ -177,13 +180,40 @@ def record_checkpoint(checkpoint: Path, data: Path, *, fmt: str | None = None, d
     except ValueError as exc:
         raise JobError(f"{checkpoint}: {exc}") from exc
     folder = data / "val" if (data / "val").is_dir() else data
-    ds = _open(folder, fmt, recipe, False)
-    if _num_classes(ds) != int(state["num_classes"]):
-        raise JobError(f"{data}: {_num_classes(ds)} classes, the checkpoint's model has {state['num_classes']}")
+    ds = open_for_recipe(folder, fmt, recipe, False)
+    if num_classes(ds) != int(state["num_classes"]):
+        raise JobError(f"{data}: {num_classes(ds)} classes, the checkpoint's model has {state['num_classes']}")
     meta = {"checkpoint": str(checkpoint), "data": str(folder), "data_format": fmt,
             "model_name": state["model_name"], "recipe": recipe.name}
     return record(model, ds, max_images=max_images, device=dev, batch_size=batch_size, tolerances=tolerances,
                   meta=meta, mask_threshold=mask_threshold)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A snapshot written by ``tvref snapshot record``."""
+
+    path: Path
+    snapshot: dict[str, Any]
+
+    def line(self) -> str:
+        images = self.snapshot["images"]
+        count = sum(len(im["detections"]["scores"]) for im in images)
+        return f"snapshot of {len(images)} images ({count} detections) written to {self.path}"
+
+
+def record_file(out: Path, checkpoint: Path, data: Path, *, fmt: str | None = None, device: str = "cpu",
+                max_images: int = 20, tolerances: Tolerances = Tolerances(), overwrite: bool = False) -> Recorded:
+    """:func:`record_checkpoint` saved to ``out``; an ``out`` that is a folder, or exists without ``overwrite``,
+    is refused before anything runs."""
+    from .outputs import check_output_file
+
+    check_output_file(out, "--out")
+    if out.exists() and not overwrite:
+        raise SnapshotError(f"{out} exists; pass --overwrite to replace it")
+    snap = record_checkpoint(checkpoint, data, fmt=fmt, device=device, max_images=max_images, tolerances=tolerances)
+    save(out, snap)
+    return Recorded(out, snap)
 
 
 # ------------------------------------------------------------------------------------------------ files

@@ -20,6 +20,7 @@ from torchvision import ops
 from torchvision.ops import masks_to_boxes
 
 from ..contract import ImageHeader, Violation
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder breaks its layout; the message names the file and the rule."""
 
 

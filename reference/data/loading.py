@@ -21,12 +21,13 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
+from ..errors import UserError
 from . import DatasetError, open_dataset
 
 MAX_SHOWN = 120  # characters of a user value quoted in a message
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """The dataset could not be imported or constructed; the message is one line."""
 
 

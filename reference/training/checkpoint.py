@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from ..atomic_io import atomic_write_bytes
+from ..errors import UserError
 
 FORMAT = "tvref-checkpoint/1"
 DIGEST_KEY = "tensors_sha256"
 METADATA = "checkpoint.json"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file is not a checkpoint of this project, or does not fit the model it is loaded into."""
 
 
