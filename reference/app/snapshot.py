@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch import nn
@@ -32,6 +31,7 @@ from torchvision.ops import box_iou
 from ..atomic_io import atomic_write_json
 from ..errors import UserError
 from ..contract import image_id_of
+from ..data.coco import encode_rle
 from ..engine.evaluator import Batch, COCOEvaluator, DatasetEvaluator, Outputs, inference_on_dataset
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,6 @@ class Tolerances:
 # ---------------------------------------------------------------------------------------------- recording
 
 
-def _rle(mask: np.ndarray) -> dict[str, Any]:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def detections_record(output: Mapping[str, torch.Tensor], *, mask_threshold: float = 0.5) -> dict[str, Any]:
     """One image's detections as JSON-ready lists, in the order given (masks as COCO RLEs of ``>= threshold``)."""
     boxes = output["boxes"].detach().to("cpu", torch.float64)
@@ -98,7 +93,7 @@ def detections_record(output: Mapping[str, torch.Tensor], *, mask_threshold: flo
     }
     if "masks" in output:
         binary = (output["masks"].detach().cpu() >= mask_threshold).numpy()
-        rec["masks"] = [_rle(m[0] if m.ndim == 3 else m) for m in binary]
+        rec["masks"] = [encode_rle(m[0] if m.ndim == 3 else m) for m in binary]
     return rec
 
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from ..errors import UserError
+from ..errors import LOADER_ERRORS, UserError, first_line
 from . import DatasetError, open_dataset
 
 MAX_SHOWN = 120  # characters of a user value quoted in a message
@@ -88,7 +88,7 @@ def loader_failure(root: str | Path, exc: BaseException) -> str:
     """One line for an exception a dataset loader raised while reading ``root``, naming the file."""
     if isinstance(exc, DatasetError):
         return str(exc).splitlines()[0] if str(exc) else str(root)
-    detail = (str(exc).splitlines() or [""])[0][:MAX_SHOWN]
+    detail = first_line(exc, MAX_SHOWN)
     return f"{_where_in_traceback(exc, Path(root))}: cannot be read as this layout ({type(exc).__name__}: {detail})"
 
 
@@ -125,8 +125,7 @@ def load_dataset(spec: str, fmt: str | None = None, args: dict[str, Any] | None 
     if Path(spec).is_dir():
         try:
             return open_dataset(spec, fmt, transforms=args.pop("transforms", None), classes=args.pop("classes", None))
-        except (DatasetError, KeyError, TypeError, AttributeError, IndexError, ValueError, OSError,
-                RecursionError) as exc:  # loaders' raw errors: named here until the loaders name them
+        except LOADER_ERRORS as exc:  # loaders' raw errors (DatasetError among them): named here
             raise SpecError(loader_failure(spec, exc)) from exc
     if ":" not in spec:
         raise SpecError(f"{spec!r} is neither a folder nor MODULE:NAME / FILE.py:NAME")
@@ -134,7 +133,7 @@ def load_dataset(spec: str, fmt: str | None = None, args: dict[str, Any] | None 
     try:
         return factory(**args)
     except Exception as exc:  # noqa: BLE001
-        detail = (str(exc).splitlines() or [""])[0][:MAX_SHOWN]
+        detail = first_line(exc, MAX_SHOWN)
         raise SpecError(f"constructing {spec} with {shorten(args)} failed: {type(exc).__name__}: {detail}") from exc
 
 

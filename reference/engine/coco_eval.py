@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torchvision.ops import box_convert
+
+from ..data.coco import encode_rle
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def _xyxy_to_xywh(boxes: torch.Tensor) -> list[list[float]]:
     """XYWH in the boxes' own dtype, as the references compute it (float32 widths, not float64: IoUs sitting
     exactly on a threshold must fall the same way)."""
     return box_convert(boxes.as_subclass(torch.Tensor).detach().to("cpu"), "xyxy", "xywh").tolist()
-
-
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("utf-8")
-    return rle
 
 
 @dataclass
@@ -69,7 +63,7 @@ class GroundTruth:
             ann = {"image_id": image_id, "bbox": xywh[i], "category_id": int(labels[i]), "area": float(areas[i]),
                    "iscrowd": int(iscrowd[i]), "id": len(self.annotations) + 1}
             if masks_np is not None:
-                ann["segmentation"] = _rle(masks_np[i])
+                ann["segmentation"] = encode_rle(masks_np[i])
             if kps is not None:
                 k = kps[i].reshape(-1).tolist()
                 ann["keypoints"] = k
@@ -108,7 +102,7 @@ def detections_to_coco(image_id: int, output: Mapping[str, torch.Tensor], iou_ty
                 for b, c, s in zip(_xyxy_to_xywh(output["boxes"]), labels, scores)]
     if iou_type == "segm":
         masks = (output["masks"] > mask_threshold).cpu().numpy()
-        return [{"image_id": image_id, "category_id": int(c), "segmentation": _rle(m[0]), "score": float(s)}
+        return [{"image_id": image_id, "category_id": int(c), "segmentation": encode_rle(m[0]), "score": float(s)}
                 for m, c, s in zip(masks, labels, scores)]
     if iou_type == "keypoints":
         kps = output["keypoints"].reshape(len(scores), -1).tolist()

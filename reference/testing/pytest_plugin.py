@@ -282,7 +282,7 @@ def _gate_items(session: pytest.Session, config: pytest.Config) -> list[pytest.I
         return []
     if not config.getoption("--gate-data"):
         raise pytest.UsageError(f"--gate {path}: also give --gate-data")
-    from ..app.jobs import JobError
+    from ..errors import JobError
     from ..app.gate import load, preflight
 
     gate, spec = Path(path), None
