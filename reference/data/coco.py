@@ -49,6 +49,7 @@ import logging
 import math
 import re
 import urllib.parse
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Sequence
@@ -64,6 +65,7 @@ from ..contract.summary import SummaryBatch
 from .common import (FAR_OUTSIDE, DatasetError, HeaderSamples, SafeRoot, SampleNotes, collection_paused, far_outside,
                      issue, max_image_pixels, read_json)
 from .images import ImageHeaderInfo, choose_frame, decode_header, read_header, read_rgb, stored_frame_note
+from .records import SampleRecord, to_target
 from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups,
                     unknown_label_hint)
 
@@ -85,6 +87,30 @@ def segmentation_rle(segm: Any, height: int, width: int) -> dict:
 def decode_segmentation(segm: Any, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygon list, uncompressed or compressed RLE) as a uint8 [H, W] mask."""
     return mask_utils.decode(segmentation_rle(segm, height, width)).astype(np.uint8)
+
+
+def annotation_mask(ann: dict, height: int, width: int) -> np.ndarray:
+    """An annotation's mask as uint8 [H, W]: its segmentation decoded, or for a box-only annotation in a
+    dataset with masks, the pixels its box covers."""
+    if ann["_segm"] is not None:
+        return decode_segmentation(ann["_segm"], height, width)
+    x, y, bw, bh = ann["bbox"]
+    m = np.zeros((height, width), dtype=np.uint8)
+    m[max(int(math.floor(y)), 0):max(int(math.ceil(y + bh)), 0),
+      max(int(math.floor(x)), 0):max(int(math.ceil(x + bw)), 0)] = 1
+    return m
+
+
+@dataclass(frozen=True)
+class AnnotationMasks:
+    """A sample's masks from its annotations (:func:`annotation_mask`), drawn when the target is made."""
+
+    anns: Sequence[dict]
+
+    def draw(self, height: int, width: int) -> torch.Tensor:
+        if not self.anns:
+            return torch.zeros((0, height, width), dtype=torch.uint8)
+        return torch.from_numpy(np.stack([annotation_mask(a, height, width) for a in self.anns]))
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -777,15 +803,6 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
     def get_height_and_width(self, idx: int) -> tuple[int, int]:
         return int(self.images[idx]["height"]), int(self.images[idx]["width"])
 
-    def _mask(self, ann: dict, h: int, w: int) -> np.ndarray:
-        if ann["_segm"] is not None:
-            return decode_segmentation(ann["_segm"], h, w)
-        x, y, bw, bh = ann["bbox"]  # box-only annotation in a dataset with masks: the box's pixels
-        m = np.zeros((h, w), dtype=np.uint8)
-        m[max(int(math.floor(y)), 0):max(int(math.ceil(y + bh)), 0),
-          max(int(math.floor(x)), 0):max(int(math.ceil(x + bw)), 0)] = 1
-        return m
-
     def _image_path(self, idx: int) -> Path:
         info = self.images[idx]
         path = Path(self._paths[idx])
@@ -812,26 +829,20 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
         """What reading sample ``idx`` reads differently from its exporter (the validator reports these)."""
         return self._notes.get_or_reload(idx, lambda: self._apply_orientation(idx, self._image_path(idx)))
 
-    def _target(self, idx: int, h: int, w: int) -> dict:
+    def record(self, idx: int, h: int, w: int) -> SampleRecord:
+        """Sample ``idx``'s annotations as read from the file, for an image of ``h`` x ``w``: the file's boxes,
+        areas and ``iscrowd``, masks from each annotation's segmentation (its box where it has none)."""
         info = self.images[idx]
         anns = self.annotations[idx]
         boxes = torch.tensor([[float(v) for v in a["bbox"]] for a in anns], dtype=torch.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
-        target = {
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
-            "labels": torch.tensor([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=torch.int64),
-            "image_id": int(info["id"]),
-            "area": torch.tensor([float(a["area"]) for a in anns], dtype=torch.float32),
-            "iscrowd": torch.tensor([int(a["iscrowd"]) for a in anns], dtype=torch.int64),
-        }
-        if self.num_keypoints:
-            target["keypoints"] = torch.tensor([a["_kpts"] for a in anns],
-                                               dtype=torch.float32).reshape(-1, self.num_keypoints, 3)
-        if self.has_masks:
-            masks = [self._mask(a, h, w) for a in anns]
-            target["masks"] = tv_tensors.Mask(torch.from_numpy(np.stack(masks)) if masks
-                                              else torch.zeros((0, h, w), dtype=torch.uint8))
-        return target
+        keypoints = (torch.tensor([a["_kpts"] for a in anns], dtype=torch.float32).reshape(-1, self.num_keypoints, 3)
+                     if self.num_keypoints else None)
+        return SampleRecord(
+            name=f"{self._name} image {info['id']}", image_id=int(info["id"]), height=h, width=w,
+            labels=[self.cat_id_to_label[a["category_id"]] for a in anns], boxes=boxes,
+            area=[a["area"] for a in anns], iscrowd=[int(a["iscrowd"]) for a in anns],
+            masks=AnnotationMasks(anns) if self.has_masks else None, keypoints=keypoints)
 
     def sample_summaries(self, indices: Sequence[int], *, decode: bool) -> tuple[SummaryBatch | None, list[int]]:
         """Samples ``indices`` as the validator's quick check reads them (:class:`SummaryBatch`): their targets
@@ -884,7 +895,7 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
 
     def _mask_extents(self, groups: list[list[dict]], sizes: list[tuple[int, int]]
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel count and exclusive box of each annotation's mask as :meth:`_mask` draws it, for several
+        """Pixel count and exclusive box of each annotation's mask as :func:`annotation_mask` draws it, for several
         samples' annotations (``sizes``: their images' (H, W)): from the RLEs, measured in one call, and for a
         box-only annotation from its box."""
         rles: list = []
@@ -913,7 +924,7 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
             area[measured] = np.concatenate([mask_utils.area(listed[s:s + 255]) for s in range(0, len(listed), 255)])
             xywh = mask_utils.toBbox(listed).astype(np.float64)
             box[measured] = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        for k, (x, y, bw, bh), h, w in boxed:  # the box's pixels (see _mask)
+        for k, (x, y, bw, bh), h, w in boxed:  # the box's pixels (see annotation_mask)
             ys, ye = max(int(math.floor(y)), 0), min(max(int(math.ceil(y + bh)), 0), h)
             xs, xe = max(int(math.floor(x)), 0), min(max(int(math.ceil(x + bw)), 0), w)
             area[k] = max(ye - ys, 0) * max(xe - xs, 0)
@@ -924,7 +935,7 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
         """For :meth:`header_sample`: the size from the image file's header and the target."""
         self._apply_orientation(idx, self._image_path(idx))
         h, w = self.get_height_and_width(idx)
-        return (h, w), self._target(idx, h, w)
+        return (h, w), to_target(self.record(idx, h, w))[0]
 
     def __getitem__(self, idx: int):
         path = self._image_path(idx)
@@ -933,7 +944,7 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
         if (h, w) != self.get_height_and_width(idx):  # a header that lies about the size
             raise DatasetError(f"{path}: the image's size {(h, w)} differs from height/width in "
                                f"{self._name} {self.get_height_and_width(idx)}")
-        target = self._target(idx, h, w)
+        target, _ = to_target(self.record(idx, h, w))
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target

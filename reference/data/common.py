@@ -16,7 +16,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torchvision import ops
 from torchvision.ops import masks_to_boxes
 
 from ..contract import ImageHeader, Violation
@@ -239,9 +238,3 @@ def boxes_from_masks(masks: torch.Tensor, *, exclusive: bool = False) -> tuple[t
         boxes[flat, 2] = torch.maximum(boxes[flat, 2], boxes[flat, 0] + 1.0)
         boxes[flat, 3] = torch.maximum(boxes[flat, 3], boxes[flat, 1] + 1.0)
     return boxes, widened
-
-
-def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Areas of XYXY boxes [N, 4] (``torchvision.ops.box_area``), the ``area`` the PennFudan loader records (the
-    LabelMe loader records the mask's pixel count, the COCO loader the file's ``area``)."""
-    return ops.box_area(boxes)

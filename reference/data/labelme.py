@@ -41,11 +41,12 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from ..contract import Violation
-from .common import (DatasetError, HeaderSamples, SampleNotes, boxes_from_masks, far_outside, issue, max_image_pixels,
+from .common import (DatasetError, HeaderSamples, SampleNotes, far_outside, issue, max_image_pixels,
                      rasterise_polygon, safe_join)
 from .images import ImageHeaderInfo, choose_frame, read_header, read_rgb, stored_frame_note
 
 from .listing import files_with_suffix, skipped_finding
+from .records import SampleRecord, to_target
 from .names import (MERGE_HINT, MergeNames, merge_mode, name_key, normalised_class_list, similar_groups, spelled,
                     unknown_label_hint)
 
@@ -102,6 +103,19 @@ def rasterise_shape(shape: _Shape, height: int, width: int) -> np.ndarray:
         r = math.hypot(cx - px, cy - py)
         draw.ellipse(((cx - r, cy - r), (cx + r, cy + r)), fill=1, outline=1)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class ShapeMasks:
+    """A LabelMe file's instance masks: each instance's shapes drawn (:func:`rasterise_shape`) and united."""
+
+    instances: tuple[tuple[_Shape, ...], ...]
+
+    def draw(self, height: int, width: int) -> torch.Tensor:
+        if not self.instances:
+            return torch.zeros((0, height, width), dtype=torch.uint8)
+        return torch.from_numpy(np.stack([np.bitwise_or.reduce([rasterise_shape(s, height, width) for s in parts])
+                                          for parts in self.instances]))
 
 
 def read_class_file(path: str | Path) -> list[str]:
@@ -461,35 +475,26 @@ class LabelMeDataset(HeaderSamples, Dataset):
                                "null)")
         return e.image_path
 
-    def _target(self, idx: int, h: int, w: int) -> dict:
+    def record(self, idx: int, h: int, w: int) -> SampleRecord:
+        """Sample ``idx``'s annotations for an image of ``h`` x ``w``: masks drawn from the shapes as labelme
+        draws them, boxes from the masks, ``area`` the mask's pixel count (what labelme2coco writes)."""
         e = self.entries[idx]
-        masks_np = [np.bitwise_or.reduce([rasterise_shape(s, h, w) for s in parts]) for parts in e.instances]
-        masks = (torch.from_numpy(np.stack(masks_np)) if masks_np else torch.zeros((0, h, w), dtype=torch.uint8))
-        boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
-        for k in widened:
-            log.warning("%s: instance %d is one pixel wide or tall; its box was widened", e.json_path, k)
-        return {
-            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
-            "labels": torch.tensor(e.labels, dtype=torch.int64),
-            "masks": tv_tensors.Mask(masks),
-            "image_id": idx,
-            "area": masks.sum(dim=(1, 2)).to(torch.float32),
-            "iscrowd": torch.zeros((len(e.labels),), dtype=torch.int64),
-        }
+        return SampleRecord(name=str(e.json_path), image_id=idx, height=h, width=w, labels=e.labels, area="mask",
+                            masks=ShapeMasks(e.instances), exclusive_boxes=self.exclusive_boxes)
 
     def header_target(self, idx: int) -> tuple[tuple[int, int], dict]:
         """For :meth:`header_sample`: the size from the image file's header or the inline imageData's, and the
         target."""
         info, apply = self._frame(idx)
         h, w = info.size(apply)
-        return (h, w), self._target(idx, h, w)
+        return (h, w), to_target(self.record(idx, h, w))[0]
 
     def __getitem__(self, idx: int):
         source, name = self._source(idx)
         img = tv_tensors.Image(read_rgb(source, apply_orientation=lambda info: self._choose(idx, info, name),
                                         what=name))
         h, w = img.shape[-2:]
-        target = self._target(idx, h, w)
+        target, _ = to_target(self.record(idx, h, w))
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target

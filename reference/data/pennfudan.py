@@ -29,10 +29,11 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from ..contract import Violation
-from .common import (DatasetError, HeaderSamples, SampleNotes, box_area, boxes_from_masks, instance_ids, issue,
+from .common import (DatasetError, HeaderSamples, SampleNotes, instance_ids, issue,
                      read_label_map)
 from .images import ImageHeaderInfo, read_header, read_rgb, stored_frame_note
 
+from .records import DrawnMasks, SampleRecord, to_target
 from .listing import skipped_finding, split_system_files
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ class PennFudanDataset(HeaderSamples, Dataset):
         """What reading sample ``idx`` left out or read in another frame (the validator reports these); from the
         load in this process, or from reading the sample's files again."""
         def reload() -> None:
-            mask_size, _ = self.load_target(idx)
+            record = self.load_record(idx)
+            mask_size = (record.height, record.width)
             self._apply_orientation(idx, mask_size)
 
         return self._notes.get_or_reload(idx, reload, (DatasetError, IndexError))
@@ -104,8 +106,10 @@ class PennFudanDataset(HeaderSamples, Dataset):
         mask = read_header(self.masks[idx]).stored
         return info.upright if mask == info.upright else info.stored
 
-    def load_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
-        """The annotations of sample ``idx`` and the image size, decoding only the mask file."""
+    def load_record(self, idx: int) -> SampleRecord:
+        """The annotations of sample ``idx`` in the frame of its mask, decoding only the mask file: one instance
+        per id (those that are only edges of other regions left out and noted), boxes from the masks, box
+        area."""
         ids = read_label_map(self.masks[idx])
         obj_ids = instance_ids(ids)
         self._notes.start(idx)
@@ -120,30 +124,19 @@ class PennFudanDataset(HeaderSamples, Dataset):
                 hint="save instance masks as PNG with nearest-neighbour resizing (no smoothing, no JPEG)"))
             obj_ids = obj_ids[~torch.isin(obj_ids, edges)]
         masks = (ids[None] == obj_ids[:, None, None]).to(torch.uint8)
-        boxes, widened = boxes_from_masks(masks, exclusive=self.exclusive_boxes)
+        return SampleRecord(name=str(self.masks[idx]), image_id=idx, height=int(ids.shape[0]),
+                            width=int(ids.shape[1]), labels=[1] * len(obj_ids), area="box",
+                            masks=DrawnMasks(masks), exclusive_boxes=self.exclusive_boxes)
+
+    def _target(self, idx: int, record: SampleRecord) -> dict[str, Any]:
+        """The record as the target in the dataset's flavour (``widened`` noted)."""
+        target, widened = to_target(record)
         if widened:
             self.widened[idx] = tuple(widened)
-        for k in widened:
-            log.warning("%s: instance %d is one pixel wide or tall; its box was widened by one pixel",
-                        self.masks[idx], k)
-        n = len(obj_ids)
-        target = {
-            "boxes": boxes,
-            "labels": torch.ones((n,), dtype=torch.int64),
-            "masks": masks,
-            "image_id": idx,
-            "area": box_area(boxes),
-            "iscrowd": torch.zeros((n,), dtype=torch.int64),
-        }
-        return (int(ids.shape[0]), int(ids.shape[1])), target
-
-    def _finish(self, idx: int, target: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
-        """The target in the dataset's flavour, for an image of ``size``."""
         if self.flavour == "legacy":
+            target["boxes"] = target["boxes"].as_subclass(torch.Tensor)
+            target["masks"] = target["masks"].as_subclass(torch.Tensor)
             target["image_id"] = torch.tensor([idx])
-        else:
-            target["boxes"] = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=size)
-            target["masks"] = tv_tensors.Mask(target["masks"])
         return target
 
     def header_target(self, idx: int) -> tuple[tuple[int, int], dict[str, Any]]:
@@ -151,21 +144,23 @@ class PennFudanDataset(HeaderSamples, Dataset):
         mask file is decoded: it is the annotation)."""
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
-        mask_size, target = self.load_target(idx)
+        record = self.load_record(idx)
+        mask_size = (record.height, record.width)
         self._apply_orientation(idx, mask_size)
-        return mask_size, self._finish(idx, target, mask_size)
+        return mask_size, self._target(idx, record)
 
     def __getitem__(self, idx: int):
         if not 0 <= idx < len(self):
             raise IndexError(f"index {idx} out of range for {len(self)} samples")
-        mask_size, target = self.load_target(idx)
+        record = self.load_record(idx)
+        mask_size = (record.height, record.width)
         pixels = read_rgb(self.images[idx],
                           apply_orientation=lambda info: self._apply_orientation(idx, mask_size, info))
         if tuple(pixels.shape[-2:]) != mask_size:  # a header that lies about the size
             raise DatasetError(f"{self.masks[idx]}: mask size (H, W) = {mask_size} differs from its image "
                                f"{self.images[idx].name} {tuple(pixels.shape[-2:])}")
         img: Any = F.to_pil_image(pixels) if self.flavour == "legacy" else tv_tensors.Image(pixels)
-        target = self._finish(idx, target, mask_size)
+        target = self._target(idx, record)
         if self.transforms is not None:
             img, target = self.transforms(img, target)
         return img, target
