@@ -403,21 +403,21 @@ def gt_ann_ids_from_zero() -> None:
 # --- datasets --------------------------------------------------------------------------------------------------
 
 REGISTRY.append(Regression(
-    "pennfudan_masks_plain_tensor", DATASETS, "PennFudan v2 masks are plain tensors, not tv_tensors.Mask, so v2 "
-    "flips leave them", lambda: _patch("reference.data.pennfudan:tv_tensors",
-                                       lambda tvt: _namespace_with(tvt, Mask=lambda data: data))))
+    "masks_plain_tensor", DATASETS, "the targets' masks are plain tensors, not tv_tensors.Mask, so v2 flips "
+    "leave them", lambda: _patch("reference.data.records:tv_tensors",
+                                 lambda tvt: _namespace_with(tvt, Mask=lambda data: data))))
 
 
 @regression(DATASETS, "PennFudan boxes one pixel wider (x2 + 1), area recomputed from them")
 def pennfudan_x2_plus_1() -> None:
-    box_area = importlib.import_module("reference.data.common").box_area
+    box_area = importlib.import_module("torchvision.ops").box_area
 
-    def wider(load_target: Callable, self: Any, idx: int) -> Any:
-        size, target = load_target(self, idx)
+    def wider(make_target: Callable, self: Any, idx: int, record: Any) -> Any:
+        target = make_target(self, idx, record)
         boxes = target["boxes"].clone()
         boxes[:, 2] += 1
-        return size, {**target, "boxes": boxes, "area": box_area(boxes)}
-    _around("reference.data.pennfudan:PennFudanDataset.load_target", wider)
+        return {**target, "boxes": boxes, "area": box_area(boxes)}
+    _around("reference.data.pennfudan:PennFudanDataset._target", wider)
 
 
 @regression(DATASETS, "PennFudan takes the background id 0 as an instance (torch.unique(mask) without [1:])")
