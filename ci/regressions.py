@@ -448,7 +448,7 @@ def labelme_labels_from_zero() -> None:
 
 # --- training quality: the demo's fine-tuning recipe changed, the model code untouched ---------------------------
 # What the accuracy gate exists for: the goldens and the snapshot check inference of fixed weights and cannot see
-# a training run go worse. The gate's own test is spec_tests/test_demo.py::test_demo_lands_within_the_accuracy_gate.
+# a training run go worse. The gate's own test is spec_tests/app/test_demo.py::test_demo_lands_within_the_accuracy_gate.
 
 def _demo_recipe(**changes: Any) -> None:
     """``reference.training.fit.RECIPES["ci"]`` (the demo's and the gate's recipe) with ``changes``."""

@@ -22,7 +22,7 @@ from pycocotools.cocoeval import COCOeval
 from reference.engine.coco_eval import ground_truth_from_dataset
 from reference.models import iou_types
 
-from .references_way import _unwrap, evaluate_batch
+from spec_tests.references_way import _unwrap, evaluate_batch
 
 
 class SmoothedValue:

@@ -32,9 +32,9 @@ from reference.testing.synthetic import generate
 from reference.training.fit import collate_fn, get_recipe
 from reference.transforms import evaluation, get_preset, tutorial
 
-from .conftest import FIXTURES, ROOT
-from .references_way import references_evaluate
-from .tutorial_datasets import TutorialPennFudanV2
+from spec_tests.conftest import FIXTURES, ROOT
+from spec_tests.references_way import references_evaluate
+from spec_tests.tutorial_datasets import TutorialPennFudanV2
 
 pytestmark = pytest.mark.benchmark_run
 

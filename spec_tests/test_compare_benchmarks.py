@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .conftest import ROOT
+from spec_tests.conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("compare_benchmarks", ROOT / "ci" / "compare_benchmarks.py")
 cb = importlib.util.module_from_spec(spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .conftest import ROOT
+from spec_tests.conftest import ROOT
 
 
 def imported_modules(path: Path, root: Path) -> set[str]:

@@ -16,9 +16,9 @@ from reference.models import SmallConfig, small_maskrcnn
 from reference.training.fit import collate_fn
 from reference.transforms import tutorial
 
-from . import references_engine
-from .conftest import FIXTURES
-from .tutorial_datasets import TutorialPennFudanV2
+from spec_tests import references_engine
+from spec_tests.conftest import FIXTURES
+from spec_tests.tutorial_datasets import TutorialPennFudanV2
 
 # seed 001's training loop, verbatim from "# construct an optimizer" on
 TUTORIAL_LOOP = '''
@@ -152,7 +152,7 @@ def test_the_returned_records_answer_the_references_attribute_paths(printed, cap
 
 
 def test_with_logging_configured_each_line_goes_once_through_the_applications_handler(capsys):
-    from .test_engine import LossModel, batches, sgd
+    from spec_tests.engine.test_engine import LossModel, batches, sgd
 
     records: list[logging.LogRecord] = []
 
@@ -176,7 +176,7 @@ def test_with_logging_configured_each_line_goes_once_through_the_applications_ha
 
 
 def test_a_level_set_on_the_projects_loggers_silences_the_printed_lines(capsys, monkeypatch):
-    from .test_engine import LossModel, batches, sgd
+    from spec_tests.engine.test_engine import LossModel, batches, sgd
 
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
     monkeypatch.setattr(logging.getLogger("reference"), "level", logging.WARNING)
