@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -134,24 +134,25 @@ def dataset_checks(stats: Stats, names: list[str] | None, complete: bool) -> lis
                                     f"class {class_name(most, names)!r} has {counts[most]} instances, "
                                     f"{class_name(least, names)!r} {counts[least]}: ratio {ratio:.1f} > "
                                     f"{IMBALANCE_RATIO:g}", "sample the rare class more often or annotate more of it"))
-    by_label: dict[int, array] = defaultdict(lambda: array("q"))
-    for j, label in enumerate(stats.box_label):
-        by_label[label].append(j)
-    w, h = stats.box_w, stats.box_h
-    for label, rows in sorted(by_label.items()):
-        for what, values in (("area", array("d", (w[j] * h[j] for j in rows))),
-                             ("aspect ratio (w/h)", array("d", (w[j] / h[j] for j in rows)))):
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    labels = np.frombuffer(stats.box_label, dtype=np.int64) if len(stats.box_label) else np.zeros(0, np.int64)
+    w, h = (np.frombuffer(c, dtype=np.float64) if len(c) else np.zeros(0) for c in (stats.box_w, stats.box_h))
+    order = np.argsort(labels, kind="stable")  # each class's boxes in the order they were added
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    for rows in np.split(order, bounds) if len(order) else []:
+        label = int(labels[rows[0]])
+        for what, values in (("area", w[rows] * h[rows]), ("aspect ratio (w/h)", w[rows] / h[rows])):
+            # the builtin sum, value after value, so that the figures are those of the plain loop
+            mean = sum(values.tolist()) / len(values)
+            std = math.sqrt(sum(((values - mean) ** 2).tolist()) / len(values))
             if std == 0:
                 continue
-            for j, v in zip(rows, values):
-                if abs(v - mean) > FAR_FROM_MEAN_STD * std:
-                    out.append(Violation.of("BOX_SIZE_OUTLIER", stats.box_index[j], "boxes", stats.box_k[j],
-                                            f"box {what} {v:.3g} is {abs(v - mean) / std:.1f} standard "
-                                            f"deviations from the mean {mean:.3g} of class "
-                                            f"{class_name(label, names)!r}",
-                                            "often a box in the wrong units or on the wrong image"))
+            far = np.abs(values - mean) > FAR_FROM_MEAN_STD * std
+            for j, v in zip(rows[far].tolist(), values[far].tolist()):
+                out.append(Violation.of("BOX_SIZE_OUTLIER", stats.box_index[j], "boxes", stats.box_k[j],
+                                        f"box {what} {v:.3g} is {abs(v - mean) / std:.1f} standard "
+                                        f"deviations from the mean {mean:.3g} of class "
+                                        f"{class_name(label, names)!r}",
+                                        "often a box in the wrong units or on the wrong image"))
     return out
 
 

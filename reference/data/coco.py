@@ -47,10 +47,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import operator
 import re
 import urllib.parse
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Sequence
 
@@ -215,6 +216,7 @@ def image_root_candidates(annotation_json: Path) -> list[Path]:
 # The fields a usable annotation needs; with "area" and "iscrowd" present too it needs no repair.
 _REQUIRED = ("id", "image_id", "category_id", "bbox")
 _PLAIN_FIELDS = frozenset(_REQUIRED + ("area", "iscrowd"))
+_PLAIN_GETTER = operator.itemgetter(*_REQUIRED, "area", "iscrowd")
 
 
 def _numeric_rows(rows: list[list]) -> np.ndarray:
@@ -248,6 +250,41 @@ def plainly_usable(raw: list, index_of: dict, sizes: np.ndarray, labelled: set[i
     none far outside (RLE and 4-number rectangles go the other way). None when annotation ids repeat or cannot
     be compared: then every annotation goes the other way, which reports them."""
     n = len(raw)
+    columns = _plain_columns(raw)
+    if columns is None:
+        return _plainly_usable_mixed(raw, index_of, sizes, labelled)
+    ids, image_ids, category_ids, rows, areas, crowds = columns
+    try:
+        if len(set(ids)) != n:
+            return None
+        image = np.fromiter(map(index_of.get, image_ids, repeat(-1)), dtype=np.int64, count=n)
+    except TypeError:  # an unhashable id
+        return None
+    ok = image >= 0
+    if set(map(type, category_ids)) == {int} and set(map(type, rows)) == {list} and set(map(len, rows)) == {4}:
+        ok &= np.fromiter(map(labelled.__contains__, category_ids), dtype=bool, count=n)
+    else:
+        ok &= np.fromiter((type(c) is int and c in labelled and type(b) is list and len(b) == 4
+                           for c, b in zip(category_ids, rows)), dtype=bool, count=n)
+    return _boxes_usable(raw, ok, image, sizes, rows, areas, crowds)
+
+
+def _plain_columns(raw: list) -> list[tuple] | None:
+    """The fields of :data:`_PLAIN_FIELDS` of every annotation as columns (id, image_id, category_id, bbox, area,
+    iscrowd), read without a Python step per annotation; None unless every annotation is a dict holding them
+    all (the usual file)."""
+    if not raw or set(map(type, raw)) != {dict}:
+        return None
+    try:
+        return list(zip(*map(_PLAIN_GETTER, raw)))
+    except KeyError:
+        return None
+
+
+def _plainly_usable_mixed(raw: list, index_of: dict, sizes: np.ndarray, labelled: set[int]) -> np.ndarray | None:
+    """:func:`plainly_usable` for a file where some annotation is not a dict or lacks a field: the same
+    decision, annotation by annotation where that is needed."""
+    n = len(raw)
     ok = np.fromiter((type(a) is dict and a.keys() >= _PLAIN_FIELDS for a in raw), dtype=bool, count=n)
     try:
         ids = [a["id"] for a in raw if type(a) is dict and "id" in a]
@@ -261,17 +298,28 @@ def plainly_usable(raw: list, index_of: dict, sizes: np.ndarray, labelled: set[i
     ok &= np.fromiter((o and type(a["category_id"]) is int and a["category_id"] in labelled
                        and type(a["bbox"]) is list and len(a["bbox"]) == 4
                        for a, o in zip(raw, ok)), dtype=bool, count=n)
+    fields = [[a.get(key) if type(a) is dict else None for a in raw] for key in ("bbox", "area", "iscrowd")]
+    return _boxes_usable(raw, ok, image, sizes, *fields)
+
+
+def _boxes_usable(raw: list, ok: np.ndarray, image: np.ndarray, sizes: np.ndarray, boxes: Sequence,
+                  areas: Sequence, crowds: Sequence) -> np.ndarray:
+    """``ok`` (annotations of a known image and class with a 4-element box list) narrowed to those whose box,
+    area and iscrowd are plain numbers (see :func:`plainly_usable`) and whose polygons are usable as read;
+    ``boxes``, ``areas``, ``crowds``: each annotation's bbox, area and iscrowd."""
     at = np.flatnonzero(ok)
-    rows = [raw[k]["bbox"] for k in at]
-    scalars = [(raw[k]["area"], raw[k]["iscrowd"]) for k in at]
-    numeric = _numeric_rows(rows) & _numeric_rows(scalars)
+    columns = [list(c) for c in (boxes, areas, crowds)] if len(at) == len(ok) else \
+        [[c[k] for k in at.tolist()] for c in (boxes, areas, crowds)]
+    numeric = _numeric_rows(columns[0])
+    if not set(map(type, columns[1])) | set(map(type, columns[2])) <= _NUMBER_TYPES:
+        numeric &= _numeric_rows(list(zip(*columns[1:])))
     ok[at[~numeric]] = False
     if not numeric.all():
-        rows, scalars = [r for r, keep in zip(rows, numeric) if keep], [r for r, keep in zip(scalars, numeric) if keep]
+        columns = [[v for v, keep in zip(c, numeric) if keep] for c in columns]
         at = at[numeric]
     if not len(at):
         return ok
-    values = np.concatenate([_floats(rows, 4), _floats(scalars, 2)], axis=1)
+    values = np.concatenate([_floats(columns[0], 4), _floats([columns[1], columns[2]]).reshape(2, -1).T], axis=1)
     x1, y1, bw, bh = values[:, :4].T
     h, w = (sizes[image[at], d].astype(np.float64) for d in (0, 1))
     ok[at] = (_exact(values[:, :4]).all(1) & np.isfinite(values[:, 4:]).all(1) & (bw > 0) & (bh > 0)
@@ -288,7 +336,7 @@ def _polygons_usable(raw: list, ok: np.ndarray, size: np.ndarray) -> np.ndarray:
     """``ok`` with the annotations whose segmentation would not be kept as read turned False (see
     :func:`plainly_usable`); ``size``: each annotation's image (H, W)."""
     at = np.flatnonzero(ok)
-    segs = [raw[k].get("segmentation") for k in at]
+    segs = [raw[k].get("segmentation") for k in at.tolist()]
     listed = np.fromiter((type(s) is list and len(s) > 0 for s in segs), dtype=bool, count=len(segs))
     ok[at] = listed | np.fromiter((s is None or s == [] or s == {} for s in segs), dtype=bool, count=len(segs))
     which = at[listed]
@@ -556,7 +604,9 @@ class CocoInstancesDataset(HeaderSamples, Dataset):
                          "silence this"))
             if local != name:
                 im = {**im, "file_name": local}
-            path = str(root.join(local, what=f"{self.annotation_json} image {im['id']} file_name"))
+            path = root.path(local)
+            if path is None:
+                raise root.refusal(local, what=f"{self.annotation_json} image {im['id']} file_name")
             first = first_of.setdefault(path, im)
             if first is im:
                 kept.append(im)

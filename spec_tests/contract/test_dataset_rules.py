@@ -5,13 +5,19 @@ DataLoader workers."""
 from __future__ import annotations
 
 import json
+import math
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from pycocotools import mask as mask_utils
 from torchvision import tv_tensors
 
 from reference.contract import compare_splits, validate_dataset, validate_sample
+from reference.contract.dataset_rules import Stats, dataset_checks
+from reference.contract.rules import FAR_FROM_MEAN_STD
 from reference.data import open_dataset
 from reference.data.labelme import rasterise_polygon
 
@@ -165,3 +171,37 @@ def test_a_class_missing_from_a_split_and_a_name_with_two_ids_are_found():
     assert len(found["SPLIT_CLASS_ID_MISMATCH"]) == 2 and found["SPLIT_CLASS_ID_MISMATCH"][0].severity == "error"
     assert [v.message for v in found["SPLIT_CLASS_MISSING"]] == [
         "class 'a' has instances in the training split but none in the validation split"]
+
+
+def _outliers_box_by_box(stats: Stats) -> list[tuple]:
+    """BOX_SIZE_OUTLIER as a plain loop over the boxes finds it, class by class, area then aspect ratio: the
+    rule's definition, to hold the vectorised one to."""
+    found = []
+    for label in sorted(set(stats.box_label)):
+        rows = [j for j, lab in enumerate(stats.box_label) if lab == label]
+        for values in ([stats.box_w[j] * stats.box_h[j] for j in rows], [stats.box_w[j] / stats.box_h[j] for j in rows]):
+            mean = sum(values) / len(values)
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+            found += [(stats.box_index[j], stats.box_k[j], f"{v:.3g}", f"{abs(v - mean) / std:.1f}", f"{mean:.3g}")
+                      for j, v in zip(rows, values) if std and abs(v - mean) > FAR_FROM_MEAN_STD * std]
+    return found
+
+
+# many boxes of two classes alike (10-12 px wide), then a few of any size: beyond 5 deviations in most examples
+ODD_BOX = st.tuples(st.sampled_from([1, 2]), st.sampled_from([0.05, 300.0]) | st.floats(0.01, 1e4),
+                    st.sampled_from([10.0]) | st.floats(0.01, 1e4))
+BOXES = st.builds(lambda n, odd: [(1 + k % 2, 10.0 + k % 3, 10.0) for k in range(n)] + odd,
+                  st.integers(0, 120), st.lists(ODD_BOX, max_size=4))
+
+
+@settings(max_examples=150, deadline=None)
+@given(BOXES)
+def test_box_size_outliers_are_those_a_box_by_box_loop_finds(boxes):
+    stats = Stats()
+    for i, (label, w, h) in enumerate(boxes):
+        stats.box_index.append(i), stats.box_k.append(i % 3), stats.box_label.append(label)
+        stats.box_w.append(w), stats.box_h.append(h)
+    found = [v for v in dataset_checks(stats, None, complete=True) if v.code == "BOX_SIZE_OUTLIER"]
+    words = [re.match(r"box .* (\S+) is (\S+) standard deviations from the mean (\S+) of", v.message).groups()
+             for v in found]
+    assert [(v.index, v.instance, *w) for v, w in zip(found, words)] == _outliers_box_by_box(stats)
