@@ -3,7 +3,8 @@ start-up counts as tvref's does.
 
 ``decode``: a torch DataLoader over a COCO file's images whose workers only decode each file with Pillow, in
 the validator's chunks, and send back the sizes (the decode bound of the decoding path); prints
-``{"samples": N, "pixels": P}``.
+``{"samples": N, "pixels": P, "loop_seconds": S}``, S timed from making the DataLoader to its last chunk, as
+``tvref validate`` logs its sample loop.
 ``coco``: pycocotools' ``COCO(file)``, timed around that call alone; prints ``{"seconds": S, "annotations": N}``.
 Both print their JSON as the last line of stdout (pycocotools prints its own lines before it).
 
@@ -50,20 +51,21 @@ def image_paths(annotations: Path, image_dir: Path, max_samples: int | None = No
 
 def decode(paths: list[Path], workers: int) -> dict:
     """Every file decoded in ``workers`` DataLoader processes (0: this one), in chunks of the validator's batch
-    size; the count and the pixels seen."""
+    size; the count, the pixels seen and the loop's seconds (workers started, every file decoded)."""
     from torch.utils.data import DataLoader
 
     from reference.contract.traversal import BATCH_CHUNK
 
     chunks = [list(range(s, min(s + BATCH_CHUNK, len(paths)))) for s in range(0, len(paths), BATCH_CHUNK)]
     samples = pixels = 0
+    start = time.perf_counter()
     loader = DataLoader(DecodeOnly(paths), batch_size=None, sampler=chunks, num_workers=workers,
                         collate_fn=_as_is)
     for sizes in loader:
         for w, h in sizes:
             samples += 1
             pixels += w * h
-    return {"samples": samples, "pixels": pixels}
+    return {"samples": samples, "pixels": pixels, "loop_seconds": time.perf_counter() - start}
 
 
 def _as_is(item):

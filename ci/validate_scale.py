@@ -9,9 +9,10 @@ image depends only on ``--seed`` and its index) in the COCO layout Datumaro read
 kept under ``--out`` and reused by a later run with the same parameters. Datumaro runs from its own virtual
 environment (``.venv-datumaro``, created with ``pip install 'datumaro[cli]'`` when missing), so that it cannot
 change the project's numpy or torch. Every time is the wall-clock time of the whole command, start-up
-included, as a user meets it (pycocotools' row times the ``COCO(file)`` call alone); for ``tvref`` and the
-plain loop the same command on one sample gives the start-up cost (imports, reading the annotation file,
-starting workers), and the rate after start-up and the speed-ups use the rest. Peak RSS is the largest
+included, as a user meets it (pycocotools' row times the ``COCO(file)`` call alone); ``tvref`` and the plain
+loop also time their sample loop (from making the DataLoader, workers started, to the last sample: tvref logs
+it), whose rate and ratios are the like-for-like comparison; the rest of the command is start-up (imports,
+reading the annotation file). Peak RSS is the largest
 resident set of the command's processes (``ru_maxrss`` from ``wait4``). The CPU, its core count and the load
 average before and after are recorded, since other work on the machine skews the figures.
 
@@ -36,6 +37,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -250,24 +252,34 @@ def _checked(cmd: list[str], done: Done) -> Done:
     return done
 
 
-def run_tvref(folder: Path, workers: int, headers_only: bool, report: Path, max_samples: int | None = None) -> Done:
-    """``tvref validate FOLDER --workers N [--headers-only] --json REPORT``; exit 0 required."""
-    cmd = [sys.executable, "-m", "reference", "--quiet", "validate", str(folder), "--workers", str(workers),
-           "--json", str(report)] + (["--headers-only"] if headers_only else []) + (
-           ["--max-samples", str(max_samples)] if max_samples is not None else [])
-    return _checked(cmd, timed(cmd, cwd=ROOT))
+# the line tvref validate logs when its sample loop ends (reference.contract.traversal)
+_LOOP_LINE = re.compile(r"checked (\d+) samples in ([0-9.]+) s")
+
+
+def run_tvref(folder: Path, workers: int, headers_only: bool, report: Path) -> tuple[Done, float]:
+    """``tvref validate FOLDER --workers N [--headers-only] --json REPORT``; exit 0 required. Also the seconds
+    of its sample loop, from the line it logs."""
+    cmd = [sys.executable, "-m", "reference", "validate", str(folder), "--workers", str(workers),
+           "--json", str(report)] + (["--headers-only"] if headers_only else [])
+    done = _checked(cmd, timed(cmd, cwd=ROOT))
+    found = _LOOP_LINE.findall(done.stderr)
+    if not found:
+        raise RuntimeError(f"{' '.join(cmd)} logged no sample loop time:\n{done.stderr[-2000:]}")
+    return done, float(found[-1][1])
 
 
 def _last_json(done: Done) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_plain(folder: Path, workers: int, max_samples: int | None = None) -> tuple[Done, int]:
-    """The plain decode loop over the folder's images in ``workers`` DataLoader workers; the samples it saw."""
+def run_plain(folder: Path, workers: int) -> tuple[Done, int, float]:
+    """The plain decode loop over the folder's images in ``workers`` DataLoader workers; the samples it saw and
+    the seconds of its loop."""
     cmd = [sys.executable, str(BASELINES), "decode", str(annotation_file(folder)), str(folder / "images" / SUBSET),
-           "--workers", str(workers)] + (["--max-samples", str(max_samples)] if max_samples is not None else [])
+           "--workers", str(workers)]
     done = _checked(cmd, timed(cmd, cwd=ROOT))
-    return done, _last_json(done)["samples"]
+    out = _last_json(done)
+    return done, out["samples"], out["loop_seconds"]
 
 
 def run_coco(folder: Path) -> tuple[Done, float]:
@@ -307,24 +319,25 @@ def markdown(result: dict) -> str:
     lines = [f"{m['count']} images {m['size']}, {m['instances']} instances; {m['cpu']} ({m['cores']} cores), "
              f"load average {m['load_before']} before, {m['load_after']} after; torch {m['torch']}, "
              f"Datumaro {m.get('datumaro', '-')}",
-             "", "| run | workers | seconds | samples/s | start-up s | samples/s after start-up | peak RSS MB |",
+             "", "| run | workers | seconds | samples/s | start-up s | samples/s in the sample loop | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["runs"]:
         lines.append(f"| {r['tool']} | {_cell(r['workers'], 'd')} | {r['seconds']:.2f} | {r['samples_per_s']:.1f} | "
-                     f"{_cell(r.get('startup_seconds'))} | {_cell(r.get('steady_samples_per_s'))} | "
+                     f"{_cell(r.get('startup_seconds'))} | {_cell(r.get('loop_samples_per_s'))} | "
                      f"{_cell(r.get('peak_rss_mb'), '.0f')} |")
     lines.append("\nPeak RSS: the largest resident set among a command's processes (ru_maxrss). pycocotools' "
-                 "seconds: the COCO(file) call alone. Speed-ups: of the time after start-up, but pycocotools' "
-                 "over tvref's whole command.")
+                 "seconds: the COCO(file) call alone. The sample loop: from making the DataLoader to the last "
+                 "sample (tvref logs it; the plain loop times the same span); start-up: the rest of the command. "
+                 "Speed-ups: of the sample loops, but pycocotools' over tvref's whole command.")
     for name, v in result["speedups"].items():
         lines.append(f"\n{name}: {v:.2f}x")
     return "\n".join(lines)
 
 
-def _row(tool: str, workers: int | None, count: int, runs: list[Done], fixed: list[Done] | None = None,
+def _row(tool: str, workers: int | None, count: int, runs: list[Done], loops: list[float] | None = None,
          seconds: list[float] | None = None) -> dict:
     """A table row from repeated runs (medians): their wall times, or ``seconds`` timed inside them; with the
-    one-sample runs ``fixed``, the start-up and the rate after it."""
+    seconds of their sample ``loops``, the loop's rate and the start-up (the rest of the command)."""
     sec = statistics.median(seconds if seconds is not None else [d.seconds for d in runs])
     row = {"tool": tool, "workers": workers, "seconds": sec, "samples_per_s": count / sec,
            "peak_rss_mb": max(d.peak_mb for d in runs)}
@@ -332,11 +345,11 @@ def _row(tool: str, workers: int | None, count: int, runs: list[Done], fixed: li
     if seconds is not None:
         row["command_seconds"] = statistics.median(d.seconds for d in runs)
         note = f" (the command {row['command_seconds']:.1f} s)"
-    if fixed is not None:
-        start = statistics.median(d.seconds for d in fixed)
-        row["startup_seconds"] = start
-        row["steady_samples_per_s"] = (count - 1) / (sec - start) if count > 1 and sec > start else None
-        note = f" (start-up {start:.1f} s)"
+    if loops is not None:
+        loop = statistics.median(loops)
+        row.update(loop_seconds=loop, loop_samples_per_s=count / loop,
+                   startup_seconds=statistics.median(d.seconds - t for d, t in zip(runs, loops)))
+        note = f" (sample loop {loop:.2f} s, {count / loop:.0f} samples/s)"
     label = tool if workers is None else f"{tool} --workers {workers}"
     print(f"{label}: {sec:.1f} s, {count / sec:.1f} samples/s{note}, peak RSS {row['peak_rss_mb']:.0f} MB",
           file=sys.stderr)
@@ -346,27 +359,29 @@ def _row(tool: str, workers: int | None, count: int, runs: list[Done], fixed: li
 def measure(folder: Path, count: int, workers: list[int], repeats: int, tmp: Path, *, decoding: bool = True,
             plain: bool = True, datumaro: Path | None = None) -> tuple[list[dict], list[dict]]:
     """The table's rows and tvref's reports: tvref (decoding if ``decoding``, and ``--headers-only``) and,
-    if ``plain``, the plain decode loop, with each worker count and their one-sample start-up runs;
-    pycocotools' load; Datumaro from the venv of ``datumaro`` if given."""
+    if ``plain``, the plain decode loop, with each worker count; pycocotools' load; Datumaro from the venv of
+    ``datumaro`` if given."""
     rows, reports = [], []
     for headers_only in ((False, True) if decoding else (True,)):
         for w in workers:
-            done = []
+            done, loops = [], []
             for k in range(repeats):
                 report = tmp / f"{int(headers_only)}_{w}_{k}.json"
-                done.append(run_tvref(folder, w, headers_only, report))
+                d, loop = run_tvref(folder, w, headers_only, report)
+                done.append(d)
+                loops.append(loop)
                 reports.append(json.loads(report.read_text()))
-            fixed = [run_tvref(folder, w, headers_only, tmp / "one.json", max_samples=1) for _ in range(repeats)]
-            rows.append(_row(HEADERS if headers_only else DECODING, w, count, done, fixed))
+            rows.append(_row(HEADERS if headers_only else DECODING, w, count, done, loops))
     if plain:
         for w in workers:
-            done = []
+            done, loops = [], []
             for _ in range(repeats):
-                d, seen = run_plain(folder, w)
+                d, seen, loop = run_plain(folder, w)
                 if seen != count:
                     raise RuntimeError(f"the plain decode loop saw {seen} of {count} images")
                 done.append(d)
-            rows.append(_row(PLAIN, w, count, done, [run_plain(folder, w, max_samples=1)[0] for _ in range(repeats)]))
+                loops.append(loop)
+            rows.append(_row(PLAIN, w, count, done, loops))
     coco = [run_coco(folder) for _ in range(repeats)]
     rows.append(_row(COCO_ROW, None, count, [d for d, _ in coco], seconds=[s for _, s in coco]))
     if datumaro is not None:
@@ -377,10 +392,9 @@ def measure(folder: Path, count: int, workers: list[int], repeats: int, tmp: Pat
 
 
 def speedups(rows: list[dict], workers: list[int]) -> dict[str, float]:
-    """Ratios of the time after start-up (tvref and the plain loop), and pycocotools' load over tvref's whole
+    """Ratios of the sample loops' times (tvref and the plain loop), and pycocotools' load over tvref's whole
     ``--headers-only`` command."""
-    by = {(r["tool"], r["workers"]): r["seconds"] - (r.get("startup_seconds") or 0.0) for r in rows}
-    by = {k: v for k, v in by.items() if v > 0}  # none left after start-up: too few samples to tell
+    by = {(r["tool"], r["workers"]): r["loop_seconds"] for r in rows if "loop_seconds" in r}
     whole = {(r["tool"], r["workers"]): r["seconds"] for r in rows}
     out = {}
     for tool in (DECODING, HEADERS, PLAIN):

@@ -333,11 +333,17 @@ def small_scale(tmp_path_factory) -> Path:
 
 
 def test_the_plain_decode_loop_decodes_every_image_of_the_folder(small_scale):
-    done, seen = scale.run_plain(small_scale, workers=1)  # its own process, one DataLoader worker
-    assert seen == 20 and done.peak_mb > 0
+    done, seen, loop = scale.run_plain(small_scale, workers=1)  # its own process, one DataLoader worker
+    assert seen == 20 and done.peak_mb > 0 and 0 < loop < done.seconds
     paths = baselines.image_paths(scale.annotation_file(small_scale), small_scale / "images" / scale.SUBSET)
-    assert baselines.decode(paths, workers=0) == {"samples": 20, "pixels": 20 * 64 * 48}
-    assert scale.run_plain(small_scale, workers=0, max_samples=1)[1] == 1  # the start-up run
+    decoded = baselines.decode(paths, workers=0)
+    assert (decoded["samples"], decoded["pixels"]) == (20, 20 * 64 * 48) and decoded["loop_seconds"] > 0
+
+
+def test_tvref_logs_its_sample_loop_and_the_script_reads_it(small_scale, tmp_path):
+    done, loop = scale.run_tvref(small_scale, 1, False, tmp_path / "report.json")
+    assert "checked 20 samples in" in done.stderr and 0 < loop < done.seconds
+    assert json.loads((tmp_path / "report.json").read_text())["summary"]["errors"] == 0
 
 
 def test_pycocotools_load_is_timed_in_its_own_process(small_scale):
@@ -349,21 +355,22 @@ def test_pycocotools_load_is_timed_in_its_own_process(small_scale):
 
 
 def _fake_runs(monkeypatch) -> list[tuple]:
-    """The runners replaced by fixed times (tvref 10 s, the plain loop 8 s, 2 s of start-up each, COCO() 3 s):
-    the table's assembly without starting a process."""
+    """The runners replaced by fixed times (tvref 10 s, the plain loop 8 s, 2 s of each outside the sample loop,
+    COCO() 3 s): the table's assembly without starting a process."""
     calls = []
 
     def done(seconds: float) -> scale.Done:
         return scale.Done(seconds, 0, "", "", 50.0)
 
-    def tvref(folder, workers, headers_only, report, max_samples=None):
-        calls.append(("tvref", workers, headers_only, max_samples))
+    def tvref(folder, workers, headers_only, report):
+        calls.append(("tvref", workers, headers_only))
         report.write_text(json.dumps({"summary": {"errors": 0}}))
-        return done(2.0 if max_samples else (6.0 if headers_only else 10.0) / workers)
+        seconds = (6.0 if headers_only else 10.0) / workers
+        return done(seconds), seconds - 2.0
 
-    def plain(folder, workers, max_samples=None):
-        calls.append(("plain", workers, max_samples))
-        return done(2.0 if max_samples else 8.0 / workers), max_samples or 20
+    def plain(folder, workers):
+        calls.append(("plain", workers))
+        return done(8.0 / workers), 20, 8.0 / workers - 2.0
 
     monkeypatch.setattr(scale, "run_tvref", tvref)
     monkeypatch.setattr(scale, "run_plain", plain)
@@ -384,7 +391,7 @@ def test_the_table_has_the_plain_loop_the_coco_load_and_their_speedups(tmp_path,
     assert s["decoding path over the plain decode loop, 1 worker(s)"] == pytest.approx(6.0 / 8.0)
     assert s["decoding path over the plain decode loop, 2 worker(s)"] == pytest.approx(2.0 / 3.0)
     assert s[f"{scale.PLAIN}: 2 workers over 1"] == pytest.approx(3.0)
-    assert result["meta"]["cpu"] and ("plain", 2, 1) in calls
+    assert result["meta"]["cpu"] and ("plain", 2) in calls and rows[(scale.PLAIN, 2)]["loop_samples_per_s"] == 10.0
     text = capsys.readouterr().out
     assert f"| {scale.COCO_ROW} | - | 3.00 |" in text and "decoding path over the plain decode loop, 2" in text
 
