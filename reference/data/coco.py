@@ -337,15 +337,19 @@ def _polygons_usable(raw: list, ok: np.ndarray, size: np.ndarray) -> np.ndarray:
     :func:`plainly_usable`); ``size``: each annotation's image (H, W)."""
     at = np.flatnonzero(ok)
     segs = [raw[k].get("segmentation") for k in at.tolist()]
-    listed = np.fromiter((type(s) is list and len(s) > 0 for s in segs), dtype=bool, count=len(segs))
-    ok[at] = listed | np.fromiter((s is None or s == [] or s == {} for s in segs), dtype=bool, count=len(segs))
+    if set(map(type, segs)) == {list}:  # the usual file: every segmentation a list, [] for a box
+        listed = np.fromiter(map(bool, segs), dtype=bool, count=len(segs))
+    else:
+        listed = np.fromiter((type(s) is list and len(s) > 0 for s in segs), dtype=bool, count=len(segs))
+        ok[at] = listed | np.fromiter((s is None or s == [] or s == {} for s in segs), dtype=bool, count=len(segs))
     which = at[listed]
     if not len(which):
         return ok
     polygons = [segs[k] for k in np.flatnonzero(listed)]
     owner = np.repeat(np.arange(len(which)), np.fromiter(map(len, polygons), dtype=np.int64, count=len(which)))
     parts = list(chain.from_iterable(polygons))
-    lengths = np.fromiter((len(p) if type(p) is list else 0 for p in parts), dtype=np.int64, count=len(parts))
+    lengths = (np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)) if set(map(type, parts)) == {list}
+               else np.fromiter((len(p) if type(p) is list else 0 for p in parts), dtype=np.int64, count=len(parts)))
     shaped = (lengths >= 6) & (lengths % 2 == 0)
     shaped[shaped] = _numeric_rows([p for p, keep in zip(parts, shaped) if keep]) if not shaped.all() \
         else _numeric_rows(parts)
