@@ -15,6 +15,7 @@ import math
 import statistics
 import sys
 import time
+import timeit
 from pathlib import Path
 
 import pytest
@@ -308,7 +309,8 @@ def _decoded_shapes(paths: list[Path]) -> list[tuple[int, ...]]:
 def test_validation_of_a_coco_folder_over_plain_loops(benchmark, scale_coco):
     """The validation bounds, in one process (no workers): ``validate_dataset(headers_only=True)`` over a loop that
     only reads each file's header (``Image.open(p).size``), and the decoding ``validate_dataset`` over a loop
-    that only decodes each file, on the same 200 files. Both sides start from an opened dataset and a
+    that only decodes each file, on the same 200 files, and the part of that loop's time that measuring the
+    polygon masks alone takes (the quick check's pycocotools RLEs). Both sides start from an opened dataset and a
     list of paths; the ratios are reported (lower is better, 1.0 is the bound)."""
     folder, paths, declared = scale_coco
     ds = open_dataset(folder)
@@ -322,12 +324,19 @@ def test_validation_of_a_coco_folder_over_plain_loops(benchmark, scale_coco):
 
     headers = paired_median_ratio(lambda: _header_sizes(paths), fast, rounds=15)
     decoding = paired_median_ratio(lambda: _decoded_shapes(paths), full, rounds=5)
+    # the part of the decoding path's extra time that is measuring the polygon masks (pycocotools' RLEs)
+    groups, sizes = ds.annotations, [ds.get_height_and_width(i) for i in range(len(ds))]
+    masks = paired_median_ratio(lambda: _decoded_shapes(paths), lambda: ds._mask_extents(groups, sizes), rounds=5)
+    polygons = sum(len(a["_segm"]) for g in groups for a in g if isinstance(a["_segm"], list))
+    per_polygon = min(timeit.repeat(lambda: ds._mask_extents(groups, sizes), number=1, repeat=5)) / polygons
     assert _header_sizes(paths) == declared  # both sides saw the same files
     assert _decoded_shapes(paths) == [(h, w, 3) for w, h in declared]
     assert reports["headers"].to_dict() == reports["decoding"].to_dict()
     assert reports["decoding"].samples == len(paths) and reports["decoding"].to_dict()["summary"]["errors"] == 0
     benchmark.extra_info.update(headers_only_over_header_loop=round(headers, 3),
-                                validate_over_decode_loop=round(decoding, 3), images=len(paths))
+                                validate_over_decode_loop=round(decoding, 3), images=len(paths),
+                                mask_measuring_over_decode_loop=round(masks, 3), polygons=polygons,
+                                mask_us_per_polygon=round(per_polygon * 1e6, 1))
     report = benchmark.pedantic(validate_dataset, args=(ds,), kwargs={"headers_only": True, "workers": 0},
                                 rounds=3, iterations=1)
     assert report.samples == len(paths)

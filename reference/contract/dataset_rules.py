@@ -134,8 +134,8 @@ def dataset_checks(stats: Stats, names: list[str] | None, complete: bool) -> lis
                                     f"class {class_name(most, names)!r} has {counts[most]} instances, "
                                     f"{class_name(least, names)!r} {counts[least]}: ratio {ratio:.1f} > "
                                     f"{IMBALANCE_RATIO:g}", "sample the rare class more often or annotate more of it"))
-    labels = np.frombuffer(stats.box_label, dtype=np.int64) if len(stats.box_label) else np.zeros(0, np.int64)
-    w, h = (np.frombuffer(c, dtype=np.float64) if len(c) else np.zeros(0) for c in (stats.box_w, stats.box_h))
+    labels = np.asarray(stats.box_label, dtype=np.int64)
+    w, h = np.asarray(stats.box_w, dtype=np.float64), np.asarray(stats.box_h, dtype=np.float64)
     order = np.argsort(labels, kind="stable")  # each class's boxes in the order they were added
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     for rows in np.split(order, bounds) if len(order) else []:

@@ -308,8 +308,9 @@ def _boxes_usable(raw: list, ok: np.ndarray, image: np.ndarray, sizes: np.ndarra
     area and iscrowd are plain numbers (see :func:`plainly_usable`) and whose polygons are usable as read;
     ``boxes``, ``areas``, ``crowds``: each annotation's bbox, area and iscrowd."""
     at = np.flatnonzero(ok)
-    columns = [list(c) for c in (boxes, areas, crowds)] if len(at) == len(ok) else \
-        [[c[k] for k in at.tolist()] for c in (boxes, areas, crowds)]
+    columns = [boxes, areas, crowds]
+    if len(at) < len(ok):
+        columns = [[c[k] for k in at.tolist()] for c in columns]
     numeric = _numeric_rows(columns[0])
     if not set(map(type, columns[1])) | set(map(type, columns[2])) <= _NUMBER_TYPES:
         numeric &= _numeric_rows(list(zip(*columns[1:])))

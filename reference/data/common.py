@@ -77,7 +77,7 @@ _DIGITS_AS_ZERO = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
 
 def read_json(path: Path) -> Any:
     """The JSON document in ``path`` (UTF-8, a byte-order mark skipped), with collections paused while its
-    objects are made. Parsed by orjson (twice as fast on a large file) where it reads what the standard
+    objects are made. Parsed by orjson (faster on a large file) where it reads what the standard
     library reads: a file orjson refuses (NaN, a lone surrogate, invalid UTF-8, deep nesting) or that holds a
     19-digit run (an integer orjson would turn into a float) goes to :func:`json.loads`, whose result or error
     it then is. Raises OSError, UnicodeDecodeError or json.JSONDecodeError."""
